@@ -1,0 +1,1 @@
+"""The ``aes-ensemble`` command: a thin skin over the library (parse, call, print)."""

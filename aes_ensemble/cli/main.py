@@ -1,0 +1,54 @@
+"""Entry point: builds the Typer app from the command modules and turns bad input into
+``error: ...`` on stderr with exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from aes_ensemble.errors import AesError
+
+app = typer.Typer(
+    name="aes-ensemble",
+    help="Score essays with base learners, stacking and QWK thresholds.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    """Each module adds its commands to ``app``; imported here so ``--help`` lists them all."""
+    from aes_ensemble.cli import data_commands
+
+    data_commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except AesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("error: interrupted; finished folds are kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Typed configs from YAML plus dot-list overrides (``train.learning_rate=3e-5``).
+
+Every model forbids unknown keys; the error names the file, the dotted key and the closest valid
+key, so a misspelled setting never passes silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from aes_ensemble.errors import AesError, did_you_mean
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every config: unknown keys are errors, values are validated, instances frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class DataConfig(StrictModel):
+    """Where the essays are and how to read them (``configs/data.yaml``)."""
+
+    train: Path
+    test: Path | None = None
+    format: Literal["auto", "aes2", "asap", "ellipse", "generic"] = "auto"
+    scale: str | None = None
+    per_prompt_scales: dict[str, str] | None = None
+    subgroups: list[str] = []
+    id_column: str | None = None
+    text_column: str | None = None
+    score_column: str | None = None
+    prompt_column: str | None = None
+    source_column: str | None = None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise AesError("config file not found", path=file)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = None if mark is None else mark.line + 1
+        raise AesError(f"invalid YAML ({getattr(exc, 'problem', exc)})", path=file, row=row) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AesError("config must be a mapping of keys to values", path=file)
+    return data
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``a.b.c=value`` set; the value is parsed as YAML."""
+    out: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise AesError(f"override '{item}' must look like key.subkey=value")
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise AesError(f"'{part}' is a value, not a section", key=key)
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
+    return out
+
+
+def _field_names(model: type[BaseModel], loc: Sequence[str | int]) -> set[str]:
+    """Valid keys at ``loc`` (the parent of the bad key) in ``model``."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return set()
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return set()
+    return set(current.model_fields)
+
+
+def validate(model: type[M], data: Mapping[str, Any], *, path: str | Path | None = None) -> M:
+    """Build ``model`` from ``data``; the first problem becomes one ``AesError`` line."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(p) for p in error["loc"]]
+        dotted = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            valid = _field_names(model, loc[:-1])
+            message = f"unknown key{did_you_mean(loc[-1], valid)}"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = f"{error['msg']} (got {error.get('input')!r})"
+        raise AesError(message, path=path, key=dotted) from None
+
+
+def load_config(
+    model: type[M], path: str | Path, overrides: Sequence[str] = (), **defaults: Any
+) -> M:
+    """Read ``path`` (YAML), apply ``overrides`` and validate into ``model``."""
+    data = {**defaults, **read_yaml(path)}
+    return validate(model, apply_overrides(data, overrides), path=path)
+
+
+def config_hash(config: BaseModel) -> str:
+    """Stable 16-hex digest of a resolved config: same settings, same hash."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def dump_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

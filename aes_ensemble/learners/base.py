@@ -1,0 +1,93 @@
+"""The learner protocol and its registry.
+
+A learner owns only its model: the runner owns folds, timing, resume and writing. ``fit`` gets a
+fold's training rows (and the validation rows for monitoring only), ``predict`` returns scores on
+the essays' own scale.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from aes_ensemble.config import StrictModel
+from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.scales import ScoreScales
+
+# Modules whose import registers learner kinds; imported lazily so torch loads only when needed.
+KIND_MODULES: dict[str, str] = {
+    "lgbm": "aes_ensemble.learners.gbdt",
+    "xgb": "aes_ensemble.learners.gbdt",
+    "ridge": "aes_ensemble.learners.linear",
+    "svr": "aes_ensemble.learners.linear",
+    "transformer": "aes_ensemble.learners.transformer",
+}
+
+_REGISTRY: dict[str, type[Learner]] = {}
+
+
+class LearnerConfig(StrictModel):
+    """Settings every learner has; each kind extends it with its own sections."""
+
+    kind: str
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Scores on the essays' scale, and class probabilities where the learner has them."""
+
+    pred: np.ndarray
+    proba: np.ndarray | None = None
+    proba_labels: tuple[str, ...] = ()
+
+
+L = TypeVar("L", bound="Learner")
+
+
+class Learner(ABC):
+    kind: ClassVar[str]
+    config_model: ClassVar[type[LearnerConfig]]
+
+    def __init__(self, config: Any, scales: ScoreScales, cache_dir: Path | None = None) -> None:
+        self.config = config
+        self.scales = scales
+        self.cache_dir = cache_dir
+
+    @abstractmethod
+    def fit(self: L, train: Any, valid: Any | None = None) -> L:
+        """Fit on ``train`` (an ``Essays``); ``valid`` may be watched, never fitted on."""
+
+    @abstractmethod
+    def predict(self, essays: Any) -> Prediction:
+        """Scores for ``essays`` on their own scale (continuous, not rounded)."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the fitted model into ``directory`` in the library's native or safe format."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls: type[L], directory: Path, config: Any, scales: ScoreScales,
+             cache_dir: Path | None = None) -> L:
+        """Read a model written by ``save``."""
+
+
+def register(cls: type[L]) -> type[L]:
+    """Class decorator: make ``cls`` available as ``kind: <cls.kind>`` in configs."""
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def learner_class(kind: str) -> type[Learner]:
+    if kind not in _REGISTRY and kind in KIND_MODULES:
+        importlib.import_module(KIND_MODULES[kind])
+    if kind not in _REGISTRY:
+        raise AesError(f"unknown learner kind '{kind}'{did_you_mean(kind, KIND_MODULES)}",
+                       key="kind")
+    return _REGISTRY[kind]
