@@ -1,0 +1,27 @@
+"""Stacking: meta-learners over the prediction store, nested grouped CV, cross-fitted thresholds.
+
+A notebook user builds :class:`StackData` from prediction sets and essays with
+:func:`build_stack_data`, then calls :func:`run_stack` (or :func:`nested_stack` with any
+scikit-learn regressor).
+"""
+
+from aes_ensemble.stacking.config import StackConfig
+from aes_ensemble.stacking.inputs import StackData, build_stack_data, length_features
+from aes_ensemble.stacking.meta import HillClimbing, MajorityVote, MeanBlend, NonNegativeLinear
+from aes_ensemble.stacking.nested import NestedResult, nested_stack
+from aes_ensemble.stacking.run import StackRun, run_stack
+
+__all__ = [
+    "HillClimbing",
+    "MajorityVote",
+    "MeanBlend",
+    "NestedResult",
+    "NonNegativeLinear",
+    "StackConfig",
+    "StackData",
+    "StackRun",
+    "build_stack_data",
+    "length_features",
+    "nested_stack",
+    "run_stack",
+]

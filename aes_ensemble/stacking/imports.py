@@ -1,0 +1,180 @@
+"""Predictions made elsewhere (a teammate's notebook, a Kaggle kernel) into the store.
+
+The file needs ``essay_id``, ``split`` (``oof``/``test``) and ``pred`` on the score scale, and may
+have ``fold`` and ``proba_<level>``. Every check names the file's own data row: ids must be the
+workspace's essays, a given fold must be the workspace's fold (a missing one is taken from
+``folds.csv``), and predictions must lie near the score scale (catching 0..1 or 0-based files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from aes_ensemble.data import Essays
+from aes_ensemble.errors import AesError
+from aes_ensemble.folds import Folds
+from aes_ensemble.metrics import headline_qwk
+from aes_ensemble.store import (
+    PROBA_PREFIX,
+    PredictionMeta,
+    PredictionSet,
+    prediction_frame,
+    validate_frame,
+)
+
+REQUIRED = ("essay_id", "split", "pred")
+OPTIONAL = ("fold", "prompt")
+IMPORTED_LEARNER = "external"
+# A prediction may overshoot its scale (regressors do) but not by half the scale's span.
+RANGE_SLACK = 0.5
+
+
+def _read(file: Path) -> pl.DataFrame:
+    if not file.is_file():
+        raise AesError("file not found", path=file)
+    try:
+        if file.suffix.lower() == ".parquet":
+            return pl.read_parquet(file)
+        if file.suffix.lower() in (".csv", ".tsv"):
+            sep = "\t" if file.suffix.lower() == ".tsv" else ","
+            return pl.read_csv(file, infer_schema=False, separator=sep)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise AesError(f"cannot read ({str(exc).splitlines()[0]})", path=file) from None
+    raise AesError("expected a .csv, .tsv or .parquet file", path=file)
+
+
+def _numeric(frame: pl.DataFrame, column: str, dtype: type[pl.DataType], file: Path) -> pl.Series:
+    raw = frame[column]
+    if raw.dtype == pl.String:
+        raw = raw.str.strip_chars().replace("", None)
+    values = raw.cast(dtype, strict=False)
+    bad = (values.is_null() & raw.is_not_null()).arg_true()
+    if bad.len():
+        i = int(bad[0])
+        raise AesError(f"{column} {raw[i]!r} is not a number", path=file, row=i + 1, key=column)
+    return values
+
+
+def import_predictions(
+    file: str | Path, name: str, train: Essays, test: Essays | None, folds: Folds
+) -> PredictionSet:
+    """A validated ``PredictionSet`` from ``file``, aligned to the workspace's essays and folds."""
+    path = Path(file)
+    raw = _read(path)
+    for column in REQUIRED:
+        if column not in raw.columns:
+            raise AesError(f"column '{column}' is missing", path=path, key=column)
+    probas = [c for c in raw.columns if c.startswith(PROBA_PREFIX)]
+    unknown = [c for c in raw.columns if c not in (*REQUIRED, *OPTIONAL, *probas)]
+    if unknown:
+        raise AesError(
+            f"unexpected column (allowed: {', '.join(REQUIRED + OPTIONAL)}, {PROBA_PREFIX}<level>)",
+            path=path,
+            key=unknown[0],
+        )
+    ids = raw["essay_id"].cast(pl.String).str.strip_chars().to_list()
+    split = raw["split"].cast(pl.String).str.strip_chars().to_list()
+    pred = _numeric(raw, "pred", pl.Float64, path)
+    n = raw.height
+
+    train_rows = {e: i for i, e in enumerate(train.ids)}
+    test_rows = {} if test is None else {e: i for i, e in enumerate(test.ids)}
+    test_prompts = np.empty(0, dtype=object) if test is None else test.prompts
+    fold_of = dict(folds.frame.select("essay_id", "fold").iter_rows())
+    given = _numeric(raw, "fold", pl.Int32, path) if "fold" in raw.columns else None
+    prompts: list[str | None] = []
+    fold: list[int | None] = []
+    for i in range(n):
+        essay, part = ids[i], split[i]
+        if part == "oof":
+            if essay not in train_rows:
+                raise AesError(f"essay_id '{essay}' is not a training essay", path=path, row=i + 1)
+            prompts.append(train.prompts[train_rows[essay]])
+            want = fold_of.get(essay)
+            if want is None:
+                raise AesError(f"essay '{essay}' has no fold in folds.csv", path=path, row=i + 1)
+            if given is not None and given[i] is not None and int(given[i]) != int(want):
+                raise AesError(
+                    f"essay '{essay}' is in fold {given[i]} here but in fold {want} in the "
+                    "workspace's folds.csv; these predictions were made with other folds",
+                    path=path,
+                    row=i + 1,
+                )
+            fold.append(int(want))
+        elif part == "test":
+            if essay not in test_rows:
+                raise AesError(f"essay_id '{essay}' is not a test essay", path=path, row=i + 1)
+            prompts.append(test_prompts[test_rows[essay]])
+            fold.append(None)
+        else:
+            raise AesError(f"split is {part!r}, expected 'oof' or 'test'", path=path, row=i + 1)
+
+    proba = None
+    labels = [c[len(PROBA_PREFIX) :] for c in probas]
+    if probas:
+        proba = np.column_stack([_numeric(raw, c, pl.Float64, path).to_numpy() for c in probas])
+    frame = prediction_frame(
+        ids, split, pred.to_numpy(), fold=fold, prompt=prompts, proba=proba, proba_labels=labels
+    )
+    validate_frame(frame, path=path)
+    _check_range(frame, train, path)
+    _check_coverage(frame, "oof", train.ids, path)
+    if test is not None:
+        _check_coverage(frame, "test", test.ids, path)
+
+    oof = frame.filter(pl.col("split") == "oof")
+    y = train.scores[[train_rows[e] for e in oof["essay_id"].to_list()]]
+    oof_prompts = np.asarray(oof["prompt"].to_list(), dtype=object)
+    levels = train.scales.round(oof["pred"].to_numpy(), oof_prompts)
+    oof_fold = oof["fold"].to_numpy()
+    fold_qwk = {
+        str(k): headline_qwk(
+            y[oof_fold == k], levels[oof_fold == k], oof_prompts[oof_fold == k], train.scales
+        )
+        for k in np.unique(oof_fold)
+    }
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    meta = PredictionMeta(
+        name=name,
+        learner=IMPORTED_LEARNER,
+        folds_hash=folds.hash,
+        config={"imported_from": path.name, "sha256": digest},
+        config_hash=digest,
+        fold_qwk=fold_qwk,
+        scales=train.scales.to_dict(),
+        extra={"imported_from": str(path.resolve())},
+    )
+    return PredictionSet(frame, meta)
+
+
+def _check_range(frame: pl.DataFrame, train: Essays, path: Path) -> None:
+    prompts = frame["prompt"].to_list()
+    scales = train.scales.for_rows(prompts)
+    low = np.asarray([s.low for s in scales])
+    high = np.asarray([s.high for s in scales])
+    slack = RANGE_SLACK * (high - low)
+    pred = frame["pred"].to_numpy()
+    bad = np.flatnonzero((pred < low - slack) | (pred > high + slack))
+    if len(bad):
+        i = int(bad[0])
+        raise AesError(
+            f"pred {pred[i]:g} is far outside the score scale {low[i]:g}..{high[i]:g} "
+            "(predictions must be on the score scale, not normalised or 0-based)",
+            path=path,
+            row=i + 1,
+        )
+
+
+def _check_coverage(frame: pl.DataFrame, split: str, ids: list[str], path: Path) -> None:
+    have = set(frame.filter(pl.col("split") == split)["essay_id"].to_list())
+    missing = [e for e in ids if e not in have]
+    if missing:
+        kind = "training" if split == "oof" else "test"
+        raise AesError(
+            f"has no {split} prediction for {kind} essay '{missing[0]}' ({len(missing)} missing)",
+            path=path,
+        )

@@ -1,0 +1,187 @@
+"""Meta-features: the base learners' predictions aligned to the essays, on one 0..1 scale.
+
+Each learner's ``pred`` is normalised per prompt scale (``ScoreScales.normalise``) so ASAP's eight
+scales pool into one column; ``proba_*`` columns (global scale only) and extra essay features
+(``length_features``: log of the word count) are optional. Rows follow the essays' order, so
+everything downstream works on plain arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from aes_ensemble.errors import AesError
+from aes_ensemble.scales import ScoreScales
+from aes_ensemble.store import PredictionSet
+
+
+@dataclass(frozen=True)
+class StackData:
+    """Aligned training (and optional test) rows for the stack.
+
+    ``X``/``X_test``: meta-features; ``base``/``base_test``: each learner's ``pred`` on the score
+    scale (column ``j`` is ``names[j]``); ``y`` scores; ``folds`` the outer folds taken from the
+    OOF files.
+    """
+
+    names: list[str]
+    feature_names: list[str]
+    X: np.ndarray
+    base: np.ndarray
+    y: np.ndarray
+    prompts: np.ndarray
+    folds: np.ndarray
+    scales: ScoreScales
+    folds_hash: str
+    ids: list[str]
+    X_test: np.ndarray | None = None
+    base_test: np.ndarray | None = None
+    test_ids: list[str] | None = None
+    test_prompts: np.ndarray | None = None
+
+    @property
+    def n_pred_features(self) -> int:
+        """The first ``len(names)`` columns of ``X`` are the normalised preds."""
+        return len(self.names)
+
+    def normalised_y(self) -> np.ndarray:
+        return self.scales.normalise(self.y, self.prompts)
+
+
+def length_features(texts: Sequence[str]) -> np.ndarray:
+    """``log(1 + words)`` per essay: length explains much of a holistic score, on a tame range."""
+    return np.log1p(np.asarray([len(t.split()) for t in texts], dtype=float))[:, None]
+
+
+def aligned_rows(ps: PredictionSet, split: str, ids: Sequence[str]) -> pl.DataFrame:
+    """The rows of ``split`` in the order of ``ids``; a missing or extra essay is an error."""
+    rows = ps.frame.filter(pl.col("split") == split)
+    have = set(rows["essay_id"].to_list())
+    missing = [i for i in ids if i not in have]
+    if missing:
+        raise AesError(
+            f"'{ps.name}' has no {split} prediction for essay '{missing[0]}' "
+            f"({len(missing)} missing); refit it on this data or leave it out with --models"
+        )
+    if rows.height != len(ids):
+        wanted = set(ids)
+        extra = next(i for i in rows["essay_id"].to_list() if i not in wanted)
+        raise AesError(
+            f"'{ps.name}' has a {split} prediction for essay '{extra}', which is not in the "
+            f"{'training' if split == 'oof' else 'test'} essays"
+        )
+    order = pl.DataFrame({"essay_id": list(ids)}, schema={"essay_id": pl.String})
+    return order.join(rows, on="essay_id", how="left", maintain_order="left")
+
+
+def _check_same_folds(sets: Sequence[PredictionSet]) -> None:
+    first = sets[0]
+    for ps in sets[1:]:
+        if ps.meta.folds_hash != first.meta.folds_hash:
+            raise AesError(
+                f"mixed folds: '{first.name}' has folds hash {first.meta.folds_hash} but "
+                f"'{ps.name}' has {ps.meta.folds_hash}; refit or re-import one of them "
+                "with the same folds"
+            )
+
+
+def build_stack_data(
+    sets: Sequence[PredictionSet],
+    ids: Sequence[str],
+    y: np.ndarray,
+    prompts: np.ndarray,
+    scales: ScoreScales,
+    *,
+    test_ids: Sequence[str] | None = None,
+    test_prompts: np.ndarray | None = None,
+    proba: bool = False,
+    extra: np.ndarray | None = None,
+    extra_test: np.ndarray | None = None,
+    extra_names: Sequence[str] = (),
+) -> StackData:
+    """Align ``sets`` to the essays and build meta-features; refuse mixed folds or missing rows."""
+    if not sets:
+        raise AesError("no base learners to stack")
+    names = [ps.name for ps in sets]
+    if len(set(names)) != len(names):
+        raise AesError(f"base learner names repeat: {', '.join(names)}")
+    _check_same_folds(sets)
+    y = np.asarray(y, dtype=float)
+    prompts = np.asarray(prompts, dtype=object)
+    oof = [aligned_rows(ps, "oof", ids) for ps in sets]
+    folds = oof[0]["fold"].to_numpy().astype(np.int64)
+    for ps, frame in zip(sets[1:], oof[1:], strict=True):
+        diff = np.flatnonzero(frame["fold"].to_numpy() != folds)
+        if len(diff):
+            i = int(diff[0])
+            raise AesError(
+                f"'{ps.name}' puts essay '{ids[i]}' in fold {frame['fold'][i]} but "
+                f"'{sets[0].name}' puts it in fold {folds[i]}"
+            )
+    if len(np.unique(folds)) < 3:
+        raise AesError("stacking needs at least 3 folds (nested cross-validation)")
+    if proba and scales.is_per_prompt:
+        raise AesError("proba features need one global score scale (these scales are per prompt)")
+    base, X, feature_names = _features(oof, sets, prompts, scales, proba, extra, extra_names)
+    base_test = X_test = None
+    if test_ids is not None and len(test_ids):
+        if extra is not None and extra_test is None:
+            raise AesError("extra features are given for training rows but not test rows")
+        test_prompts = np.asarray(
+            test_prompts if test_prompts is not None else [None] * len(test_ids), dtype=object
+        )
+        test_frames = [aligned_rows(ps, "test", test_ids) for ps in sets]
+        base_test, X_test, _ = _features(
+            test_frames, sets, test_prompts, scales, proba, extra_test, extra_names
+        )
+    return StackData(
+        names=names,
+        feature_names=feature_names,
+        X=X,
+        base=base,
+        y=y,
+        prompts=prompts,
+        folds=folds,
+        scales=scales,
+        folds_hash=sets[0].meta.folds_hash,
+        ids=list(ids),
+        X_test=X_test,
+        base_test=base_test,
+        test_ids=None if test_ids is None else list(test_ids),
+        test_prompts=test_prompts,
+    )
+
+
+def _features(
+    frames: Sequence[pl.DataFrame],
+    sets: Sequence[PredictionSet],
+    prompts: np.ndarray,
+    scales: ScoreScales,
+    proba: bool,
+    extra: np.ndarray | None,
+    extra_names: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Score-scale preds, the meta-feature matrix and its column names for aligned rows."""
+    base = np.column_stack([f["pred"].to_numpy() for f in frames])
+    blocks = [_normalised(base, prompts, scales)]
+    names = [ps.name for ps in sets]
+    if proba:
+        for ps, frame in zip(sets, frames, strict=True):
+            for column in ps.proba_columns:
+                blocks.append(frame[column].to_numpy()[:, None])
+                names.append(f"{ps.name}:{column}")
+    if extra is not None:
+        blocks.append(np.asarray(extra, dtype=float).reshape(len(base), -1))
+        names.extend(extra_names)
+    X = np.hstack(blocks)
+    if X.shape[1] != len(names):
+        raise AesError(f"{X.shape[1]} meta-features but {len(names)} feature names")
+    return base, X, names
+
+
+def _normalised(base: np.ndarray, prompts: np.ndarray, scales: ScoreScales) -> np.ndarray:
+    return np.column_stack([scales.normalise(base[:, j], prompts) for j in range(base.shape[1])])

@@ -1,0 +1,212 @@
+"""Nested grouped cross-validation of a meta-learner, with cross-fitted QWK thresholds.
+
+For each outer fold ``k`` (the base learners' own folds) the meta-learner is fitted on the other
+folds' OOF rows and predicts fold ``k``: the stack's OOF. The cut points for fold ``k`` are fitted
+on an *inner* OOF of the stack over the other folds (meta-learners fitted without fold ``k`` and
+without the inner fold), so no label of fold ``k`` reaches its own thresholded prediction.
+Reusing the outer OOF of the other folds instead would leak: those predictions come from
+meta-learners that were fitted on fold ``k``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.base import clone
+
+from aes_ensemble.errors import AesError
+from aes_ensemble.scales import ScoreScales
+from aes_ensemble.stacking.inputs import StackData
+from aes_ensemble.thresholds import Cutpoints, Thresholds, fit_thresholds
+
+ThresholdMethod = Literal["nelder-mead", "optuna", "none"]
+THRESHOLD_METHODS: tuple[str, ...] = ("nelder-mead", "optuna", "none")
+
+
+def fit_cuts(
+    y: np.ndarray,
+    pred: np.ndarray,
+    prompts: np.ndarray,
+    scales: ScoreScales,
+    method: str,
+    seed: int,
+    cover: np.ndarray,
+) -> Thresholds:
+    """Cut points fitted on ``(y, pred)``, plus plain rounding for scales of ``cover`` that the
+    fitting rows lack (a prompt-grouped fold may hold a whole scale); ``"none"``: rounding."""
+    if method not in THRESHOLD_METHODS:
+        raise AesError(
+            f"unknown threshold method '{method}' (valid: {', '.join(THRESHOLD_METHODS)})"
+        )
+    fitted: tuple[Cutpoints, ...] = ()
+    if method != "none":
+        fitted = fit_thresholds(y, pred, prompts, scales, method=method, seed=seed).cutpoints  # type: ignore[arg-type]
+    have = {c.scale for c in fitted}
+    needed = set(scales.groups(np.concatenate([prompts, cover]))) - have
+    rounding = tuple(Cutpoints.midpoints(s) for s in sorted(needed, key=_scale_key))
+    return Thresholds(fitted + rounding)
+
+
+def _scale_key(scale: Any) -> tuple[float, float, float]:
+    return (scale.low, scale.high, scale.step)
+
+
+@dataclass
+class _Fitted:
+    estimator: Any
+    level_cuts: list[Thresholds] = field(default_factory=list)
+
+
+class MetaFitter:
+    """Fits a fresh clone of ``estimator`` on chosen rows of ``data`` and predicts on the score
+    scale. With ``level_inputs`` (majority vote) each base learner is first cut into levels by
+    thresholds fitted on the same training rows."""
+
+    def __init__(
+        self, data: StackData, estimator: Any, *, method: str, seed: int, level_inputs: bool
+    ) -> None:
+        self.data = data
+        self.estimator = estimator
+        self.method = method
+        self.seed = seed
+        self.level_inputs = level_inputs
+        self.y_norm = data.normalised_y()
+
+    def fit(self, rows: np.ndarray) -> _Fitted:
+        d = self.data
+        fitted = _Fitted(clone(self.estimator))
+        if self.level_inputs:
+            fitted.level_cuts = [
+                fit_cuts(
+                    d.y[rows],
+                    d.base[rows, j],
+                    d.prompts[rows],
+                    d.scales,
+                    self.method,
+                    self.seed,
+                    d.prompts,
+                )
+                for j in range(len(d.names))
+            ]
+        fitted.estimator.fit(
+            self._features(fitted, d.X[rows], d.base[rows], d.prompts[rows]), self.y_norm[rows]
+        )
+        return fitted
+
+    def _features(
+        self, fitted: _Fitted, X: np.ndarray, base: np.ndarray, prompts: np.ndarray
+    ) -> np.ndarray:
+        if not self.level_inputs:
+            return X
+        levels = [
+            self.data.scales.normalise(cuts.apply(base[:, j], prompts, self.data.scales), prompts)
+            for j, cuts in enumerate(fitted.level_cuts)
+        ]
+        return np.column_stack(levels)
+
+    def predict(
+        self, fitted: _Fitted, X: np.ndarray, base: np.ndarray, prompts: np.ndarray
+    ) -> np.ndarray:
+        """Score-scale predictions (continuous) for the given rows."""
+        norm = fitted.estimator.predict(self._features(fitted, X, base, prompts))
+        return self.data.scales.denormalise(np.asarray(norm, dtype=float), prompts)
+
+    def predict_rows(self, fitted: _Fitted, rows: np.ndarray) -> np.ndarray:
+        d = self.data
+        return self.predict(fitted, d.X[rows], d.base[rows], d.prompts[rows])
+
+
+@dataclass(frozen=True)
+class NestedResult:
+    """The stack's honest OOF and the final fit.
+
+    ``oof``: continuous OOF on the score scale; ``plain``/``insample``/``cross``: levels by plain
+    rounding, by cut points fitted on all of ``oof`` and by cross-fitted cut points;
+    ``thresholds``: the in-sample (final) cut points, applied to ``test``; ``final``: the
+    meta-learner fitted on every OOF row.
+    """
+
+    oof: np.ndarray
+    plain: np.ndarray
+    insample: np.ndarray
+    cross: np.ndarray
+    thresholds: Thresholds
+    per_fold: dict[int, Thresholds]
+    final: Any
+    test: np.ndarray | None
+    test_levels: np.ndarray | None
+    seconds: float
+
+
+def nested_stack(
+    data: StackData,
+    estimator: Any,
+    *,
+    method: str = "nelder-mead",
+    seed: int = 0,
+    level_inputs: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> NestedResult:
+    """Nested grouped CV of ``estimator`` over ``data``, then the final fit on all rows.
+
+    ``level_inputs`` (majority vote): the base learners are thresholded inside each fit, and the
+    stack's output is already a level, so no second set of cut points is fitted on it.
+    """
+    start = time.perf_counter()
+    fitter = MetaFitter(data, estimator, method=method, seed=seed, level_inputs=level_inputs)
+    stack_method = "none" if level_inputs else method
+    folds = data.folds
+    n = len(data.y)
+    oof = np.empty(n)
+    cross = np.empty(n)
+    per_fold: dict[int, Thresholds] = {}
+    for k in np.unique(folds):
+        held = folds == k
+        train = ~held
+        oof[held] = fitter.predict_rows(fitter.fit(train), held)
+        inner = np.full(n, np.nan)
+        if stack_method != "none":
+            for j in np.unique(folds[train]):
+                inner_held = folds == j
+                inner[inner_held] = fitter.predict_rows(fitter.fit(train & ~inner_held), inner_held)
+        cuts = fit_cuts(
+            data.y[train],
+            inner[train],
+            data.prompts[train],
+            data.scales,
+            stack_method,
+            seed,
+            data.prompts[held],
+        )
+        cross[held] = cuts.apply(oof[held], data.prompts[held], data.scales)
+        per_fold[int(k)] = cuts
+        if progress is not None:
+            progress(f"fold {k} done")
+    thresholds = fit_cuts(
+        data.y, oof, data.prompts, data.scales, stack_method, seed, _test_prompts(data)
+    )
+    final = fitter.fit(np.ones(n, dtype=bool))
+    test = test_levels = None
+    if data.X_test is not None and data.base_test is not None and data.test_prompts is not None:
+        test = fitter.predict(final, data.X_test, data.base_test, data.test_prompts)
+        test_levels = thresholds.apply(test, data.test_prompts, data.scales)
+    return NestedResult(
+        oof=oof,
+        plain=data.scales.round(oof, data.prompts),
+        insample=thresholds.apply(oof, data.prompts, data.scales),
+        cross=cross,
+        thresholds=thresholds,
+        per_fold=per_fold,
+        final=final.estimator,
+        test=test,
+        test_levels=test_levels,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _test_prompts(data: StackData) -> np.ndarray:
+    return data.test_prompts if data.test_prompts is not None else np.empty(0, dtype=object)

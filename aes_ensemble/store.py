@@ -1,0 +1,416 @@
+"""The prediction store: one Parquet file per learner run in ``oof/``, one schema for all.
+
+Every learner (and every stack) writes its out-of-fold and test predictions here, so the stack
+never imports a learner and a teammate's notebook predictions can join through ``oof import``.
+The metadata (JSON under the Parquet key ``aes_ensemble``) records the folds hash: files made
+with different folds are refused instead of being mixed silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.io import atomic_path
+from aes_ensemble.scales import ScoreScales
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"aes_ensemble"
+SPLITS = ("oof", "test")
+PROBA_PREFIX = "proba_"
+REQUIRED_COLUMNS: dict[str, type[pl.DataType]] = {
+    "essay_id": pl.String,
+    "split": pl.String,
+    "fold": pl.Int32,
+    "prompt": pl.String,
+    "pred": pl.Float64,
+}
+# Recorded so a result can be traced to the libraries that made it; torch is looked up, never
+# imported (the store must stay light).
+VERSIONED_PACKAGES = (
+    "aes-ensemble",
+    "numpy",
+    "polars",
+    "scikit-learn",
+    "lightgbm",
+    "xgboost",
+    "xgboost-cpu",
+    "torch",
+    "transformers",
+)
+PROBA_SUM_TOLERANCE = 1e-3
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape predictions (those present only)."""
+    out: dict[str, str] = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def hash_mapping(data: Mapping[str, Any]) -> str:
+    """Stable 16-hex digest of a JSON-able mapping (same scheme as ``config.config_hash``)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class PredictionMeta:
+    """Where a prediction file came from: enough to trace, compare and refuse mixing it."""
+
+    name: str
+    learner: str
+    folds_hash: str
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    seed: int | None = None
+    versions: dict[str, str] = field(default_factory=package_versions)
+    fold_qwk: dict[str, float] = field(default_factory=dict)
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    scales: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=_now)
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, path: Path | None = None) -> PredictionMeta:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AesError(
+                f"metadata '{METADATA_KEY.decode()}' is not JSON ({exc})", path=path
+            ) from None
+        if not isinstance(data, dict):
+            raise AesError(f"metadata '{METADATA_KEY.decode()}' is not a JSON object", path=path)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AesError(
+                f"metadata has unknown key{did_you_mean(unknown[0], known)}",
+                path=path,
+                key=unknown[0],
+            )
+        for required in ("name", "learner", "folds_hash"):
+            if not isinstance(data.get(required), str) or not data[required]:
+                raise AesError("metadata lacks this key", path=path, key=required)
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise AesError(
+                f"schema version {version} is newer than this aes-ensemble reads "
+                f"({SCHEMA_VERSION}); upgrade aes-ensemble",
+                path=path,
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise AesError(f"metadata is malformed ({exc})", path=path) from None
+
+    @property
+    def score_scales(self) -> ScoreScales:
+        return ScoreScales.from_dict(self.scales)
+
+
+@dataclass(frozen=True)
+class PredictionSet:
+    """One learner run's predictions (``frame`` in the store schema) and its metadata."""
+
+    frame: pl.DataFrame
+    meta: PredictionMeta
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def oof(self) -> pl.DataFrame:
+        return self.frame.filter(pl.col("split") == "oof")
+
+    @property
+    def test(self) -> pl.DataFrame:
+        return self.frame.filter(pl.col("split") == "test")
+
+    @property
+    def proba_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c.startswith(PROBA_PREFIX)]
+
+
+def prediction_frame(
+    essay_id: Sequence[str],
+    split: Sequence[str],
+    pred: Sequence[float] | np.ndarray,
+    *,
+    fold: Sequence[int | None] | np.ndarray | None = None,
+    prompt: Sequence[str | None] | np.ndarray | None = None,
+    proba: np.ndarray | None = None,
+    proba_labels: Sequence[str] = (),
+) -> pl.DataFrame:
+    """Build a frame in the store schema from plain arrays (nulls where fold/prompt are absent)."""
+    n = len(essay_id)
+    columns: dict[str, pl.Series] = {
+        "essay_id": pl.Series("essay_id", list(essay_id), dtype=pl.String),
+        "split": pl.Series("split", list(split), dtype=pl.String),
+        "fold": pl.Series(
+            "fold", [None] * n if fold is None else [_opt_int(v) for v in fold], dtype=pl.Int32
+        ),
+        "prompt": pl.Series(
+            "prompt", [None] * n if prompt is None else [_opt_str(p) for p in prompt], pl.String
+        ),
+        "pred": pl.Series("pred", np.asarray(pred, dtype=np.float64), dtype=pl.Float64),
+    }
+    if proba is not None:
+        matrix = np.asarray(proba, dtype=np.float64)
+        if matrix.shape != (n, len(proba_labels)):
+            raise AesError(
+                f"proba has shape {matrix.shape}, expected ({n}, {len(proba_labels)}) "
+                "(one column per label)"
+            )
+        for j, label in enumerate(proba_labels):
+            name = f"{PROBA_PREFIX}{label}"
+            columns[name] = pl.Series(name, matrix[:, j], dtype=pl.Float64)
+    return pl.DataFrame(list(columns.values()))
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def validate_frame(frame: pl.DataFrame, *, path: Path | None = None) -> None:
+    """Raise ``AesError`` naming the first problem of ``frame`` against the store schema."""
+    for column, dtype in REQUIRED_COLUMNS.items():
+        if column not in frame.columns:
+            raise AesError(f"column '{column}' is missing", path=path, key=column)
+        if frame.schema[column] != dtype:
+            raise AesError(
+                f"column '{column}' has type {frame.schema[column]}, expected {dtype}",
+                path=path,
+                key=column,
+            )
+    extra = [
+        c for c in frame.columns if c not in REQUIRED_COLUMNS and not c.startswith(PROBA_PREFIX)
+    ]
+    if extra:
+        raise AesError(
+            f"unexpected column (allowed: {', '.join(REQUIRED_COLUMNS)}, {PROBA_PREFIX}<level>)",
+            path=path,
+            key=extra[0],
+        )
+    if frame.height == 0:
+        raise AesError("has no rows", path=path)
+    ids = frame["essay_id"]
+    _first_bad(ids.is_null() | (ids.str.strip_chars() == ""), "essay_id is empty", path)
+    split = frame["split"]
+    bad_split = split.is_null() | ~split.is_in(list(SPLITS))
+    _first_bad(bad_split, "split is {value!r}, expected 'oof' or 'test'", path, split)
+    is_oof = split == "oof"
+    fold = frame["fold"]
+    _first_bad(is_oof & fold.is_null(), "oof row has no fold", path)
+    _first_bad(~is_oof & fold.is_not_null(), "test row has a fold (must be null)", path)
+    _first_bad(fold.fill_null(0) < 0, "fold {value} is negative", path, fold)
+    keys = frame.select(pl.concat_str("split", "essay_id", separator="\x1f")).to_series()
+    _first_bad(
+        keys.is_duplicated() & ~keys.is_first_distinct(),
+        "duplicate essay_id {value!r} within its split",
+        path,
+        ids,
+    )
+    pred = frame["pred"]
+    _first_bad(
+        pred.is_null() | ~pred.fill_null(0.0).is_finite(), "pred {value} is not finite", path, pred
+    )
+    probas = [c for c in frame.columns if c.startswith(PROBA_PREFIX)]
+    if probas:
+        for column in probas:
+            if frame.schema[column] != pl.Float64:
+                raise AesError(
+                    f"column has type {frame.schema[column]}, expected Float64",
+                    path=path,
+                    key=column,
+                )
+            values = frame[column]
+            bad = values.is_null() | ~values.fill_null(0.0).is_finite()
+            bad = bad | (values.fill_null(0.0) < 0) | (values.fill_null(0.0) > 1)
+            _first_bad(bad, f"{column} {{value}} is not a probability in 0..1", path, values)
+        total = frame.select(pl.sum_horizontal(probas)).to_series()
+        _first_bad(
+            (total - 1.0).abs() > PROBA_SUM_TOLERANCE,
+            "probabilities sum to {value}, not 1",
+            path,
+            total,
+        )
+
+
+def _first_bad(
+    mask: pl.Series, message: str, path: Path | None, values: pl.Series | None = None
+) -> None:
+    """Raise for the first row where ``mask`` holds; ``{value}`` in ``message`` is its value."""
+    hits = mask.fill_null(True).arg_true()
+    if hits.len() == 0:
+        return
+    i = int(hits[0])
+    value = None if values is None else values[i]
+    text = message.replace("{value!r}", repr(value)).replace("{value}", str(value))
+    raise AesError(text, path=path, row=i + 1)
+
+
+def _check_ids(frame: pl.DataFrame, expected_ids: Iterable[str], path: Path | None) -> None:
+    have = frame.filter(pl.col("split") == "oof")["essay_id"].to_list()
+    expected = list(expected_ids)
+    have_set, expected_set = set(have), set(expected)
+    missing = [i for i in expected if i not in have_set]
+    if missing:
+        raise AesError(
+            f"has no OOF prediction for training essay '{missing[0]}' "
+            f"({len(missing)} missing in all)",
+            path=path,
+        )
+    extra = [i for i in have if i not in expected_set]
+    if extra:
+        raise AesError(
+            f"has an OOF prediction for essay '{extra[0]}', which is not a training essay "
+            f"({len(extra)} such in all)",
+            path=path,
+        )
+
+
+def check_folds_hash(meta: PredictionMeta, folds_hash: str, path: Path | None) -> None:
+    if meta.folds_hash != folds_hash:
+        raise AesError(
+            f"was made with other folds (folds hash {meta.folds_hash}, workspace folds "
+            f"{folds_hash}); refit this learner or re-import its predictions with the current "
+            "folds",
+            path=path,
+        )
+
+
+def write_predictions(path: str | Path, ps: PredictionSet) -> Path:
+    """Validate ``ps`` and write it to ``path`` in one atomic rename."""
+    target = Path(path)
+    validate_frame(ps.frame, path=target)
+    table = ps.frame.to_arrow()
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), METADATA_KEY: ps.meta.to_json().encode()}
+    )
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+    return target
+
+
+def read_predictions(
+    path: str | Path,
+    *,
+    folds_hash: str | None = None,
+    expected_ids: Iterable[str] | None = None,
+) -> PredictionSet:
+    """Read and validate a store file; with ``folds_hash``/``expected_ids`` check those too."""
+    file = Path(path)
+    if not file.is_file():
+        raise AesError("prediction file not found", path=file)
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise AesError(f"not a readable Parquet file ({exc})", path=file) from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise AesError(
+            f"has no '{METADATA_KEY.decode()}' metadata: not written by aes-ensemble "
+            "(bring outside predictions in with `aes-ensemble oof import`)",
+            path=file,
+        )
+    meta = PredictionMeta.from_json(raw, path=file)
+    frame = cast(pl.DataFrame, pl.from_arrow(table))
+    validate_frame(frame, path=file)
+    if folds_hash is not None:
+        check_folds_hash(meta, folds_hash, file)
+    if expected_ids is not None:
+        _check_ids(frame, expected_ids, file)
+    return PredictionSet(frame, meta)
+
+
+class PredictionStore:
+    """The ``oof/`` folder: files named ``NAME.parquet``, read and written by name."""
+
+    def __init__(self, oof_dir: str | Path) -> None:
+        self.oof_dir = Path(oof_dir)
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise AesError(
+                f"prediction name '{name}' must use letters, digits, '_', '-' or '.' only"
+            )
+        return self.oof_dir / f"{name}.parquet"
+
+    def names(self) -> list[str]:
+        if not self.oof_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.oof_dir.glob("*.parquet") if _NAME.match(p.stem))
+
+    def read(
+        self,
+        name: str,
+        folds_hash: str | None = None,
+        expected_ids: Iterable[str] | None = None,
+    ) -> PredictionSet:
+        file = self.path(name)
+        if not file.is_file():
+            raise AesError(
+                f"no predictions named '{name}'{did_you_mean(name, self.names())}",
+                path=file,
+            )
+        return read_predictions(file, folds_hash=folds_hash, expected_ids=expected_ids)
+
+    def write(self, ps: PredictionSet) -> Path:
+        return write_predictions(self.path(ps.name), ps)
+
+    def read_many(
+        self,
+        names: Sequence[str],
+        folds_hash: str | None = None,
+        expected_ids: Sequence[str] | None = None,
+    ) -> list[PredictionSet]:
+        """Read several files that must share one folds hash (the first file's when not given)."""
+        if not names:
+            raise AesError(f"no prediction files to read in {self.oof_dir}")
+        sets: list[PredictionSet] = []
+        for name in names:
+            ps = self.read(name, folds_hash, expected_ids)
+            if sets and ps.meta.folds_hash != sets[0].meta.folds_hash:
+                raise AesError(
+                    f"mixed folds: '{sets[0].name}' has folds hash {sets[0].meta.folds_hash} but "
+                    f"'{name}' has {ps.meta.folds_hash}; refit or re-import one of them with "
+                    "the same folds",
+                    path=self.path(name),
+                )
+            sets.append(ps)
+        return sets
