@@ -1,14 +1,31 @@
-"""The essays table: read AES 2.0, ASAP, ELLIPSE or generic files into one validated schema."""
+"""The essays table: read AES 2.0, ASAP, ELLIPSE or generic files into one validated schema.
+
+Every file is read with all columns as strings first and converted afterwards, so a bad cell
+becomes an ``AesError`` that names the file, the 1-based data row and the problem instead of a
+parser exception or a silently coerced value.
+"""
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
-from aes_ensemble.scales import ScoreScales
+from aes_ensemble.config import DataConfig, load_config
+from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.scales import (
+    AES2_SCALE,
+    ASAP_SCALES,
+    ELLIPSE_SCALE,
+    ScoreScale,
+    ScoreScales,
+)
+from aes_ensemble.workspace import Workspace
 
 CORE_COLUMNS = ("essay_id", "full_text", "score", "prompt", "source")
 CORE_SCHEMA = {
@@ -60,3 +77,423 @@ class Essays:
         """A subset of rows (in the given order), same scales and subgroups."""
         frame = self.frame[np.asarray(indices, dtype=np.int64)]
         return Essays(frame, self.scales, self.path, self.subgroups)
+
+
+Role = Literal["train", "test"]
+FORMATS = ("auto", "aes2", "asap", "ellipse", "generic")
+_OPTIONAL = ("prompt", "source")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which file column feeds each schema column in one format, and the format's own scales."""
+
+    name: str
+    columns: Mapping[str, str]
+    required_prompt: bool = False
+    extras: Mapping[str, str] | None = None
+    scales: ScoreScales | None = None
+
+
+_PLAIN = {
+    "essay_id": "essay_id",
+    "full_text": "full_text",
+    "score": "score",
+    "prompt": "prompt",
+    "source": "source",
+}
+LAYOUTS = {
+    "aes2": Layout("aes2", _PLAIN, scales=AES2_SCALE),
+    "asap": Layout(
+        "asap",
+        {**_PLAIN, "full_text": "essay", "score": "domain1_score", "prompt": "essay_set"},
+        required_prompt=True,
+        # Two independent human ratings: the report's human-human agreement baseline.
+        extras={"rater1_domain1": "rater1", "rater2_domain1": "rater2"},
+        scales=ASAP_SCALES,
+    ),
+    "ellipse": Layout(
+        "ellipse",
+        {**_PLAIN, "essay_id": "text_id_kaggle", "score": "Overall"},
+        scales=ELLIPSE_SCALE,
+    ),
+    "generic": Layout("generic", _PLAIN),
+}
+
+
+def scale_text(scale: ScoreScale) -> str:
+    """``1-6`` or ``1-5 in steps of 0.5``: how a user writes the scale back in data.yaml."""
+    text = f"{scale.low:g}-{scale.high:g}"
+    return text if scale.step == 1 else f"{text} in steps of {scale.step:g}"
+
+
+def detect_format(header: Sequence[str]) -> str | None:
+    """The known format whose columns the header has, else None."""
+    names = set(header)
+    if {"essay_set", "essay"} <= names:
+        return "asap"
+    if "text_id_kaggle" in names:
+        return "ellipse"
+    if {"essay_id", "full_text"} <= names:
+        return "aes2"
+    return None
+
+
+def _layout(
+    header: Sequence[str], data_format: str, columns: Mapping[str, str] | None, path: Path
+) -> Layout:
+    if data_format not in FORMATS:
+        raise AesError(f"unknown format '{data_format}'{did_you_mean(data_format, FORMATS)}")
+    name = detect_format(header) if data_format == "auto" else data_format
+    if name is None:
+        if not columns:
+            raise AesError(
+                f"cannot tell the format from the header (columns: {', '.join(header)}); "
+                "use format generic and name the id, text and score columns",
+                path=path,
+            )
+        name = "generic"
+    layout = LAYOUTS[name]
+    if columns:
+        unknown = set(columns) - set(_PLAIN)
+        if unknown:
+            bad = sorted(unknown)[0]
+            raise AesError(f"unknown schema column '{bad}'{did_you_mean(bad, _PLAIN)}")
+        return Layout(
+            layout.name,
+            {**layout.columns, **columns},
+            layout.required_prompt or "prompt" in columns,
+            layout.extras,
+            layout.scales,
+        )
+    return layout
+
+
+def _decode(raw: bytes, path: Path, allow_cp1252: bool) -> str:
+    """UTF-8; the original ASAP download is Windows-1252, so ASAP files may fall back to it."""
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if allow_cp1252:
+            try:
+                return raw[bom:].decode("cp1252")
+            except UnicodeDecodeError:
+                pass
+        offset = bom + exc.start
+        line = raw.count(b"\n", 0, offset) + 1
+        raise AesError(
+            f"invalid UTF-8 at byte offset {offset} (line {line}); save the file as UTF-8",
+            path=path,
+        ) from None
+
+
+def _unquote(field: str) -> str:
+    """ASAP's TSV quotes essays and doubles inner quotes; essay 10534 never closes its quote."""
+    if field.startswith('"'):
+        end = -1 if len(field) > 1 and field.endswith('"') else None
+        return field[1:end].replace('""', '"')
+    return field
+
+
+def _parse_tsv(text: str, path: Path) -> pl.DataFrame:
+    """One record per line, split on tabs (a CSV parser's quoting merges ASAP rows)."""
+    lines = text.split("\n")
+    header = [_unquote(h.strip()) for h in lines[0].rstrip("\r").split("\t")]
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    for number, line in enumerate(lines[1:], start=1):
+        record = line.removesuffix("\r")
+        if not record.strip():
+            continue
+        fields = record.split("\t")
+        if len(fields) != len(header):
+            raise AesError(
+                f"has {len(fields)} tab-separated fields, the header has {len(header)}",
+                path=path,
+                row=number,
+            )
+        rows.append([_unquote(f) for f in fields])
+        numbers.append(number)
+    data = {name: [r[i] for r in rows] for i, name in enumerate(header)}
+    frame = pl.DataFrame(data, schema=dict.fromkeys(header, pl.String))
+    return frame.with_columns(pl.Series("_row", numbers, dtype=pl.Int64))
+
+
+def _parse_csv(data: bytes, path: Path) -> pl.DataFrame:
+    try:
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise AesError(f"cannot parse as CSV ({first})", path=path) from None
+    return frame.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
+
+
+def _header_line(raw: bytes) -> tuple[list[str], str]:
+    line = (
+        raw.removeprefix(codecs.BOM_UTF8)
+        .split(b"\n", 1)[0]
+        .decode("utf-8", errors="replace")
+        .rstrip("\r")
+    )
+    sep = "\t" if "\t" in line and "," not in line else ","
+    return [_unquote(h.strip()) for h in line.split(sep)], sep
+
+
+def _read_raw(path: Path) -> bytes:
+    if not path.is_file():
+        raise AesError("file not found", path=path)
+    raw = path.read_bytes()
+    if not raw.removeprefix(codecs.BOM_UTF8).strip():
+        raise AesError("file is empty", path=path)
+    return raw
+
+
+def _read_table(path: Path, data_format: str) -> pl.DataFrame:
+    """All columns as strings plus ``_row`` (1-based data row)."""
+    raw = _read_raw(path)
+    header, sep = _header_line(raw)
+    is_asap = data_format == "asap" or (data_format == "auto" and detect_format(header) == "asap")
+    text = _decode(raw, path, allow_cp1252=is_asap)
+    frame = _parse_tsv(text, path) if sep == "\t" else _parse_csv(text.encode("utf-8"), path)
+    if frame.height == 0:
+        raise AesError("file has a header but no essays", path=path)
+    return frame
+
+
+def detect_role(
+    path: str | Path, *, data_format: str = "auto", columns: Mapping[str, str] | None = None
+) -> Role:
+    """``train`` when the file has the score column of its format, else ``test``."""
+    file = Path(path)
+    header, _ = _header_line(_read_raw(file))
+    layout = _layout(header, data_format, columns, file)
+    return "train" if layout.columns["score"] in header else "test"
+
+
+def _first_row(frame: pl.DataFrame, mask: pl.Expr) -> dict[str, object] | None:
+    bad = frame.filter(mask).head(1)
+    return bad.row(0, named=True) if bad.height else None
+
+
+def _clean(column: str) -> pl.Expr:
+    """Stripped string, null where empty."""
+    value = pl.col(column).str.strip_chars()
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def _numeric(frame: pl.DataFrame, column: str, label: str, path: Path) -> pl.Series:
+    """Float64 of a string column (nulls stay null); a non-numeric cell is an error."""
+    value = _clean(column)
+    number = value.cast(pl.Float64, strict=False)
+    bad = _first_row(frame, value.is_not_null() & (number.is_null() | number.is_infinite()))
+    if bad is not None:
+        raise AesError(
+            f"{label} '{str(bad[column]).strip()}' is not a number",
+            path=path,
+            row=int(str(bad["_row"])),
+        )
+    return frame.select(number.alias(column)).to_series()
+
+
+def _check_columns(header: Sequence[str], wanted: Sequence[str], path: Path, why: str) -> None:
+    for name in wanted:
+        if name not in header:
+            raise AesError(
+                f"missing required column '{name}' ({why}){did_you_mean(name, header)}; "
+                f"columns: {', '.join(header)}",
+                path=path,
+            )
+
+
+def _check_levels(frame: pl.DataFrame, scales: ScoreScales, path: Path) -> None:
+    """Every training score must be a level of its prompt's scale (7 on 1-6, 3.25 on halves)."""
+    prompts = frame["prompt"]
+    for prompt in prompts.unique(maintain_order=True).to_list():
+        rows = frame.filter(
+            pl.col("prompt").is_null() if prompt is None else pl.col("prompt") == prompt
+        )
+        try:
+            scale = scales.for_prompt(prompt)
+        except AesError as exc:
+            raise AesError(exc.message, path=path, row=int(rows["_row"][0])) from None
+        ok = scale.is_level(rows["score"].to_numpy())
+        if not ok.all():
+            first = int(np.flatnonzero(~ok)[0])
+            whose = "the" if prompt is None or not scales.is_per_prompt else f"prompt '{prompt}''s"
+            raise AesError(
+                f"score {rows['score'][first]:g} is not a level of {whose} scale "
+                f"{scale_text(scale)} (declare the scale in data.yaml `scale:` or --scale)",
+                path=path,
+                row=int(rows["_row"][first]),
+            )
+
+
+def read_essays(
+    path: str | Path,
+    *,
+    role: Role = "train",
+    data_format: str = "auto",
+    scales: ScoreScales | None = None,
+    subgroups: Sequence[str] = (),
+    columns: Mapping[str, str] | None = None,
+) -> Essays:
+    """Read and validate one essays file (CSV, or TSV with one essay per line).
+
+    ``columns`` maps schema columns (essay_id, full_text, score, prompt, source) to file columns
+    and overrides the format's names. Without ``scales`` the format's official scales apply; a
+    generic training file infers one scale from its scores.
+    """
+    file = Path(path)
+    table = _read_table(file, data_format)
+    header = [c for c in table.columns if c != "_row"]
+    layout = _layout(header, data_format, columns, file)
+    cols = layout.columns
+    _check_columns(header, [cols["essay_id"], cols["full_text"]], file, f"{layout.name} format")
+    if role == "train":
+        _check_columns(header, [cols["score"]], file, f"training file, {layout.name} format")
+    if layout.required_prompt:
+        _check_columns(header, [cols["prompt"]], file, f"{layout.name} format")
+    _check_columns(header, list(subgroups), file, "named as a subgroup")
+    clash = set(subgroups) & {*CORE_COLUMNS, *(layout.extras or {}).values()}
+    if clash:
+        raise AesError(f"subgroup '{sorted(clash)[0]}' clashes with a schema column", path=file)
+
+    frame = table.select(
+        "_row",
+        _clean(cols["essay_id"]).alias("essay_id"),
+        pl.col(cols["full_text"]).alias("full_text"),
+        *[
+            (_clean(cols[c]) if cols[c] in header else pl.lit(None, pl.String)).alias(c)
+            for c in _OPTIONAL
+        ],
+        *[_clean(s).alias(s) for s in subgroups],
+    )
+    _validate_ids_and_texts(frame, file)
+    if role == "train":
+        score = _numeric(table, cols["score"], "score", file)
+        missing = frame.filter(score.is_null()).head(1)
+        if missing.height:
+            raise AesError("score is missing", path=file, row=int(missing["_row"][0]))
+    else:
+        score = pl.Series("score", [None] * frame.height, dtype=pl.Float64)
+    frame = frame.with_columns(score.alias("score"))
+    extras = {
+        new: _numeric(table, old, old, file).alias(new)
+        for old, new in (layout.extras or {}).items()
+        if old in header
+    }
+    frame = frame.with_columns(*extras.values())
+
+    if scales is None:
+        scales = layout.scales
+    if scales is None:
+        scales = (
+            ScoreScales(default=ScoreScale.infer(frame["score"].to_numpy()))
+            if role == "train"
+            else ScoreScales()
+        )
+    if role == "train":
+        _check_levels(frame, scales, file)
+    ordered = frame.select(
+        *[pl.col(c).cast(t) for c, t in CORE_SCHEMA.items()], *subgroups, *extras
+    )
+    return Essays(ordered, scales, file, tuple(subgroups))
+
+
+def _validate_ids_and_texts(frame: pl.DataFrame, path: Path) -> None:
+    bad = _first_row(frame, pl.col("essay_id").is_null())
+    if bad is not None:
+        raise AesError("essay_id is empty", path=path, row=int(str(bad["_row"])))
+    dup = _first_row(frame, pl.col("essay_id").is_duplicated())
+    if dup is not None:
+        rows = frame.filter(pl.col("essay_id") == dup["essay_id"])["_row"].to_list()
+        raise AesError(
+            f"duplicate essay_id '{dup['essay_id']}' (rows {rows[0]} and {rows[1]})",
+            path=path,
+            row=rows[1],
+        )
+    empty = pl.col("full_text").is_null() | (pl.col("full_text").str.strip_chars() == "")
+    bad = _first_row(frame, empty)
+    if bad is not None:
+        raise AesError(
+            f"essay text is empty (essay_id '{bad['essay_id']}')",
+            path=path,
+            row=int(str(bad["_row"])),
+        )
+
+
+def _config_scales(config: DataConfig) -> ScoreScales | None:
+    def parse(text: str, key: str) -> ScoreScale:
+        try:
+            return ScoreScale.parse(text)
+        except AesError as exc:
+            raise AesError(exc.message, key=key) from None
+
+    if config.scale is None and not config.per_prompt_scales:
+        return None
+    return ScoreScales(
+        default=None if config.scale is None else parse(config.scale, "scale"),
+        per_prompt={
+            str(p): parse(s, f"per_prompt_scales.{p}")
+            for p, s in (config.per_prompt_scales or {}).items()
+        },
+    )
+
+
+def config_columns(config: DataConfig) -> dict[str, str]:
+    """The ``*_column`` keys of a DataConfig as a schema-column -> file-column map."""
+    named = {
+        "essay_id": config.id_column,
+        "full_text": config.text_column,
+        "score": config.score_column,
+        "prompt": config.prompt_column,
+        "source": config.source_column,
+    }
+    return {k: v for k, v in named.items() if v}
+
+
+def load_dataset(config: DataConfig, root: Path) -> tuple[Essays, Essays | None]:
+    """Training essays and the optional test essays (paths relative to ``root``).
+
+    Test essays share the training scales; an id in both files is an error, since scoring an
+    essay the models were fitted on would inflate every number downstream.
+    """
+    scales = _config_scales(config)
+    columns = config_columns(config) or None
+
+    def read(path: Path, role: Role, scales: ScoreScales | None) -> Essays:
+        return read_essays(
+            Path(root) / path,
+            role=role,
+            data_format=config.format,
+            scales=scales,
+            subgroups=config.subgroups,
+            columns=columns,
+        )
+
+    train = read(config.train, "train", scales)
+    if config.test is None:
+        return train, None
+    test = read(config.test, "test", train.scales)
+    shared = test.frame.with_row_index("_row", offset=1).filter(
+        pl.col("essay_id").is_in(train.frame["essay_id"].implode())
+    )
+    if shared.height:
+        raise AesError(
+            f"{shared.height} test essay ids also appear in the training file {train.path} "
+            f"(first: '{shared['essay_id'][0]}'); test essays must be unseen",
+            path=test.path,
+            row=int(shared["_row"][0]),
+        )
+    return train, test
+
+
+def load_workspace_dataset(ws: Workspace) -> tuple[Essays, Essays | None]:
+    """The dataset named by the workspace's ``configs/data.yaml``."""
+    if not ws.data_config_path.is_file():
+        raise AesError(
+            "no data config; run `aes-ensemble folds --train FILE` or write configs/data.yaml",
+            path=ws.data_config_path,
+        )
+    return load_dataset(load_config(DataConfig, ws.data_config_path), ws.root)

@@ -1,0 +1,176 @@
+"""Reading essays files into the validated schema: real corpora, formats, edge cases."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from aes_ensemble.config import DataConfig
+from aes_ensemble.data import CORE_COLUMNS, load_dataset, load_workspace_dataset, read_essays
+from aes_ensemble.errors import AesError
+from aes_ensemble.scales import ScoreScale, ScoreScales
+from aes_ensemble.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+ASAP_SET_SIZES = {"1": 1783, "2": 1800, "3": 1726, "4": 1772, "5": 1805, "6": 1800, "7": 1569}
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_asap_tsv_and_clean_csv_read_the_same(asap_tsv_path: Path, asap_csv_path: Path) -> None:
+    start = time.perf_counter()
+    tsv = read_essays(asap_tsv_path)
+    seconds = time.perf_counter() - start
+    csv_essays = read_essays(asap_csv_path)
+    assert seconds < 3.0
+    assert len(tsv) == 12978
+    assert tsv.frame.equals(csv_essays.frame)
+    counts = dict(tsv.frame.group_by("prompt").len().iter_rows())
+    assert {p: counts[p] for p in ASAP_SET_SIZES} == ASAP_SET_SIZES
+    assert counts["8"] == 723
+    assert tsv.scales.for_prompt("8") == ScoreScale(0, 60)
+    assert tsv.frame.columns[: len(CORE_COLUMNS)] == list(CORE_COLUMNS)
+    assert {"rater1", "rater2"} <= set(tsv.frame.columns)
+    # Essay 10534 never closes its quote; a CSV parser would merge it with 10540.
+    row = tsv.frame.filter(pl.col("essay_id") == "10534").row(0, named=True)
+    assert row["full_text"].startswith("When they come back")
+    assert row["score"] == 1.0
+    assert tsv.frame.filter(pl.col("essay_id") == "10540").height == 1
+
+
+def test_asap_tsv_in_cp1252_equals_utf8(asap_tsv_path: Path, tmp_path: Path) -> None:
+    lines = asap_tsv_path.read_text(encoding="utf-8").split("\n")
+    quirky = next(i for i, line in enumerate(lines) if line.startswith("10534\t"))
+    kept = [line for line in [*lines[1:400], lines[quirky]] if _cp1252_ok(line)]
+    text = "\n".join([lines[0], *kept]) + "\n"
+    assert any(not line.isascii() for line in kept)
+    utf8 = tmp_path / "utf8.tsv"
+    cp1252 = tmp_path / "cp1252.tsv"
+    utf8.write_bytes(text.encode("utf-8"))
+    cp1252.write_bytes(text.encode("cp1252"))
+    with pytest.raises(UnicodeDecodeError):
+        cp1252.read_bytes().decode("utf-8")
+    assert read_essays(cp1252).frame.equals(read_essays(utf8).frame)
+
+
+def _cp1252_ok(line: str) -> bool:
+    try:
+        line.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_ellipse_reads_prompts_half_points_and_subgroups(ellipse_csv_path: Path) -> None:
+    subgroups = ("gender", "grade", "race_ethnicity", "SES")
+    essays = read_essays(ellipse_csv_path, subgroups=subgroups)
+    assert len(essays) == 2571
+    assert essays.frame["prompt"].n_unique() == 44
+    assert essays.scales.default == ScoreScale(1, 5, 0.5)
+    assert essays.frame.columns == [*CORE_COLUMNS, *subgroups]
+    levels = dict(essays.frame.group_by("score").len().iter_rows())
+    assert levels[2.5] == 447 and levels[1.0] == 2
+    assert essays.frame["SES"].null_count() == 1
+    assert read_essays(ellipse_csv_path).frame.columns == list(CORE_COLUMNS)
+
+
+def test_aes2_train_and_test_with_quotes_commas_newlines(tmp_path: Path) -> None:
+    text = 'He said, "no."\nThen, a new paragraph;\r\n\n"quoted" end,'
+    train = write_csv(
+        tmp_path / "train.csv",
+        ["essay_id", "full_text", "score", "source"],
+        [["a1", text, 3, "persuade"], ["a2", "Short essay.", 6, ""], ["a3", "x y", 1, "kaggle"]],
+    )
+    test = write_csv(tmp_path / "test.csv", ["essay_id", "full_text"], [["b1", text]])
+    essays = read_essays(train)
+    assert essays.texts[0] == text
+    assert essays.scores.tolist() == [3.0, 6.0, 1.0]
+    assert essays.frame["source"].to_list() == ["persuade", None, "kaggle"]
+    assert essays.scales.default == ScoreScale(1, 6)
+    assert not essays.has_prompts
+    unseen = read_essays(test, role="test", scales=essays.scales)
+    assert unseen.texts == [text]
+    assert unseen.frame["score"].null_count() == 1
+    assert unseen.frame.schema == essays.frame.schema
+
+
+def test_a_100k_word_essay_is_accepted(tmp_path: Path) -> None:
+    long_text = " ".join(f"word{i % 97}," for i in range(100_000))
+    path = write_csv(
+        tmp_path / "long.csv", ["essay_id", "full_text", "score"], [["1", long_text, 4]]
+    )
+    essays = read_essays(path)
+    assert len(essays.texts[0].split()) == 100_000
+
+
+def test_generic_columns_and_inferred_scale(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "mine.csv",
+        ["ID", "answer", "holistic", "task"],
+        [["x", "one", "0", "t1"], ["y", "two", "1.5", "t2"], ["z", "three", "3", "t1"]],
+    )
+    columns = {"essay_id": "ID", "full_text": "answer", "score": "holistic", "prompt": "task"}
+    essays = read_essays(path, data_format="generic", columns=columns)
+    assert essays.scales.default == ScoreScale(0, 3, 0.5)
+    assert essays.prompts.tolist() == ["t1", "t2", "t1"]
+    declared = read_essays(path, columns=columns, scales=None)
+    assert declared.frame.equals(essays.frame)
+    with pytest.raises(AesError, match="not a level of the scale 0-3") as info:
+        read_essays(path, columns=columns, scales=ScoreScales(default=ScoreScale(0, 3)))
+    assert info.value.row == 2
+
+
+def test_load_dataset_parses_scales_and_shares_them_with_test(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "train.csv",
+        ["essay_id", "full_text", "score", "prompt"],
+        [["1", "a b", 1, "p"], ["2", "c d", 2.5, "p"], ["3", "e f", 8, "q"]],
+    )
+    write_csv(tmp_path / "test.csv", ["essay_id", "full_text", "prompt"], [["4", "g", "q"]])
+    config = DataConfig(
+        train=Path("train.csv"),
+        test=Path("test.csv"),
+        format="generic",
+        scale="1-5:0.5",
+        per_prompt_scales={"q": "0-10"},
+    )
+    train, test = load_dataset(config, tmp_path)
+    assert test is not None
+    assert train.scales.for_prompt("p") == ScoreScale(1, 5, 0.5)
+    assert train.scales.for_prompt("q") == ScoreScale(0, 10)
+    assert test.scales == train.scales
+    bad = config.model_copy(update={"scale": "one to six"})
+    with pytest.raises(AesError, match="must look like 1-6") as info:
+        load_dataset(bad, tmp_path)
+    assert info.value.key == "scale"
+
+
+def test_repository_root_is_a_workspace_on_the_sample() -> None:
+    train, test = load_workspace_dataset(Workspace.at(REPO))
+    assert test is not None
+    assert len(train) > 100 and len(test) > 10
+    assert train.has_prompts and train.has_scores
+    assert "gender" in train.subgroups
+    assert not set(train.ids) & set(test.ids)
+    assert np.all(train.scales.default.is_level(train.scores))  # type: ignore[union-attr]
+
+
+def test_byte_order_mark_is_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    body = b"essay_id,full_text,score\ne1,ok,3\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body)
+    assert read_essays(path).ids == ["e1"]
+    path.write_bytes(b"\xef\xbb\xbf" + body + b"e2,b\xffd,4\n")
+    with pytest.raises(AesError, match=r"byte offset 40 \(line 3\)"):
+        read_essays(path)
