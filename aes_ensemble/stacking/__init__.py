@@ -2,7 +2,8 @@
 
 A notebook user builds :class:`StackData` from prediction sets and essays with
 :func:`build_stack_data`, then calls :func:`run_stack` (or :func:`nested_stack` with any
-scikit-learn regressor).
+scikit-learn regressor); :func:`stack_workspace` and :func:`write_submission` do the same over a
+workspace's files.
 """
 
 from aes_ensemble.stacking.config import StackConfig
@@ -10,6 +11,7 @@ from aes_ensemble.stacking.inputs import StackData, build_stack_data, length_fea
 from aes_ensemble.stacking.meta import HillClimbing, MajorityVote, MeanBlend, NonNegativeLinear
 from aes_ensemble.stacking.nested import NestedResult, nested_stack
 from aes_ensemble.stacking.run import StackRun, run_stack
+from aes_ensemble.stacking.workspace import stack_config, stack_workspace, write_submission
 
 __all__ = [
     "HillClimbing",
@@ -24,4 +26,7 @@ __all__ = [
     "length_features",
     "nested_stack",
     "run_stack",
+    "stack_config",
+    "stack_workspace",
+    "write_submission",
 ]

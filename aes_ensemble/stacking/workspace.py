@@ -1,0 +1,144 @@
+"""The stack over a workspace's files: what ``aes-ensemble stack`` and ``predict`` run.
+
+Kept out of the CLI so a notebook (and the demo) can call the same two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from aes_ensemble.config import read_yaml, validate
+from aes_ensemble.data import Essays, load_workspace_dataset
+from aes_ensemble.errors import AesError
+from aes_ensemble.folds import load_folds
+from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.stacking.config import StackConfig
+from aes_ensemble.stacking.inputs import aligned_rows, build_stack_data, length_features
+from aes_ensemble.stacking.nested import fit_cuts
+from aes_ensemble.stacking.run import STACK_LEARNER, StackRun, run_stack
+from aes_ensemble.store import PredictionSet, PredictionStore
+from aes_ensemble.thresholds import Thresholds
+from aes_ensemble.workspace import Workspace
+
+
+def stack_config(
+    ws: Workspace, config: Path | None = None, overrides: dict[str, Any] | None = None
+) -> StackConfig:
+    """``configs/stack.yaml`` (or ``config``) with the non-None ``overrides`` on top."""
+    path = config if config is not None else ws.config_path("stack")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    cfg = validate(StackConfig, {**read_yaml(path), **given}, path=path)
+    cfg.check()
+    return cfg
+
+
+def base_learner_names(store: PredictionStore, exclude: str = "") -> list[str]:
+    """Every file in ``oof/`` except stacks (stack a stack by naming it)."""
+    names = [
+        name
+        for name in store.names()
+        if name != exclude and store.read(name).meta.learner != STACK_LEARNER
+    ]
+    if not names:
+        raise AesError(
+            "no base learner predictions to stack; fit learners or `aes-ensemble oof import`",
+            path=store.oof_dir,
+        )
+    return names
+
+
+def _sources(essays: Essays) -> np.ndarray | None:
+    column = essays.frame["source"]
+    return None if column.null_count() == len(column) else np.asarray(column.to_list(), object)
+
+
+def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Path]:
+    """Stack the workspace's learners; write the stack to ``oof/`` and its summary to
+    ``reports/<name>.json``. Returns the run and both paths."""
+    train, test = load_workspace_dataset(ws)
+    folds = load_folds(ws)
+    store = PredictionStore(ws.oof_dir)
+    names: Sequence[str] = cfg.models or base_learner_names(store, cfg.output_name)
+    sets = store.read_many(list(names), folds.hash, train.ids)
+    extra = extra_test = None
+    if cfg.features.length:
+        extra = length_features(train.texts)
+        extra_test = None if test is None else length_features(test.texts)
+    data = build_stack_data(
+        sets,
+        train.ids,
+        train.scores,
+        train.prompts,
+        train.scales,
+        test_ids=None if test is None else test.ids,
+        test_prompts=None if test is None else test.prompts,
+        proba=cfg.features.proba,
+        extra=extra,
+        extra_test=extra_test,
+        extra_names=["log_words"] if cfg.features.length else (),
+    )
+    run = run_stack(data, cfg, sources=_sources(train))
+    path = store.write(run.predictions)
+    summary_path = ws.reports_dir / f"{run.name}.json"
+    write_json_atomic(summary_path, run.summary)
+    return run, path, summary_path
+
+
+def single_stack(store: PredictionStore) -> str:
+    """The one stack in ``oof/``; an error when there are none or several."""
+    stacks = [n for n in store.names() if store.read(n).meta.learner == STACK_LEARNER]
+    if len(stacks) == 1:
+        return stacks[0]
+    if not stacks:
+        raise AesError(
+            "no stack in oof/ yet; run `aes-ensemble stack` or pass --stack NAME",
+            path=store.oof_dir,
+        )
+    raise AesError(
+        f"several stacks ({', '.join(stacks)}); pick one with --stack", path=store.oof_dir
+    )
+
+
+def _thresholds_for(ps: PredictionSet, train: Essays, method: str) -> Thresholds:
+    """The stack's stored final cut points, else cut points fitted on the file's OOF rows."""
+    stored = ps.meta.extra.get("final_thresholds")
+    if stored is not None:
+        return Thresholds.from_dict(stored)
+    oof = aligned_rows(ps, "oof", train.ids)["pred"].to_numpy()
+    seed = ps.meta.seed if ps.meta.seed is not None else 0
+    return fit_cuts(train.scores, oof, train.prompts, train.scales, method, seed, np.empty(0))
+
+
+def write_submission(
+    ws: Workspace,
+    name: str | None = None,
+    *,
+    thresholds: str = "nelder-mead",
+    output: Path | None = None,
+) -> tuple[Path, str, np.ndarray]:
+    """Write ``essay_id,score`` (levels) for the test essays from a stack's (or learner's) test
+    rows. Returns the path, the predictions' name and the levels."""
+    train, test = load_workspace_dataset(ws)
+    if test is None:
+        raise AesError(
+            "the data config names no test file; add `test:` to predict", path=ws.data_config_path
+        )
+    store = PredictionStore(ws.oof_dir)
+    chosen = name or single_stack(store)
+    ps = store.read(chosen, load_folds(ws).hash, train.ids)
+    cuts = _thresholds_for(ps, train, thresholds)
+    rows = aligned_rows(ps, "test", test.ids)
+    levels = cuts.apply(rows["pred"].to_numpy(), test.prompts, train.scales)
+    target = output or ws.submission_path
+    submission = pl.DataFrame(
+        {"essay_id": test.ids, "score": [f"{v:g}" for v in levels]},
+        schema={"essay_id": pl.String, "score": pl.String},
+    )
+    with atomic_path(target) as tmp:
+        submission.write_csv(tmp)
+    return target, chosen, levels
