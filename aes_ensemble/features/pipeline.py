@@ -1,0 +1,217 @@
+"""Essays -> feature matrix for one fold: cached per-text blocks plus per-fold fitted blocks.
+
+Handcrafted features and embeddings depend on one text only, so they come from the
+``FeatureCache`` (computed once per essay, shared by every fold and learner). TF-IDF, its SVD and
+the standardiser learn from data, so they are fitted on the fold's training rows only.
+Column order: raw TF-IDF (if no SVD), handcrafted, SVD components, embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field, model_validator
+from sklearn.decomposition import TruncatedSVD
+
+from aes_ensemble.config import StrictModel
+from aes_ensemble.errors import AesError
+from aes_ensemble.features.cache import FeatureCache
+from aes_ensemble.features.embeddings import EmbeddingConfig, embed_texts
+from aes_ensemble.features.handcrafted import HANDCRAFTED_VERSION, handcrafted_matrix
+from aes_ensemble.features.handcrafted import feature_names as handcrafted_names
+from aes_ensemble.features.tfidf import TfidfConfig, TfidfFeatures
+from aes_ensemble.io import atomic_path, write_json_atomic
+
+FORMAT_VERSION = 1
+
+
+class FeatureConfig(StrictModel):
+    """The ``features:`` section of a learner config."""
+
+    handcrafted: bool = True
+    tfidf: TfidfConfig | None = None
+    svd_components: int | None = Field(None, ge=1)
+    embeddings: EmbeddingConfig | None = None
+    scale: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureConfig:
+        if self.svd_components is not None and self.tfidf is None:
+            raise ValueError("svd_components needs a tfidf section to reduce")
+        if not (self.handcrafted or self.tfidf or self.embeddings):
+            raise ValueError("no features: enable handcrafted, tfidf or embeddings")
+        return self
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+class FeaturePipeline:
+    """Fit on a fold's training essays, then transform any essays into the same columns."""
+
+    def __init__(
+        self,
+        config: FeatureConfig,
+        cache_dir: Path | None = None,
+        seed: int = 42,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.cache = FeatureCache(cache_dir)
+        self.seed = seed
+        self.progress = progress
+        self.tfidf: TfidfFeatures | None = None
+        self.svd_components: np.ndarray | None = None
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.embedding_dim = 0
+        self.fitted = False
+
+    @property
+    def sparse_output(self) -> bool:
+        """True when ``transform`` returns CSR (raw TF-IDF columns), else a dense array."""
+        return self.config.tfidf is not None and self.config.svd_components is None
+
+    def warm(self, essays: Any) -> None:
+        """Compute the cached blocks for ``essays`` now (e.g. train and test before the folds),
+        so every essay is embedded in one pass and no fold waits on another."""
+        self._cached_blocks(essays.texts)
+
+    def fit(self, essays: Any) -> FeaturePipeline:
+        """Fit TF-IDF, SVD and the standardiser on ``essays``: a fold's training rows only."""
+        texts = essays.texts
+        if not texts:
+            raise AesError("cannot fit features on zero essays")
+        self.tfidf = self.svd_components = self.mean = self.std = None
+        if self.config.tfidf is not None:
+            self.tfidf = TfidfFeatures(self.config.tfidf).fit(texts)
+            if self.config.svd_components is not None:
+                self._fit_svd(self.tfidf.transform(texts), self.config.svd_components)
+        self.fitted = True
+        dense = self._dense(texts, scaled=False)
+        if self.config.scale and dense.shape[1]:
+            self.mean = dense.mean(axis=0, dtype=np.float64)
+            std = dense.std(axis=0, dtype=np.float64)
+            self.std = np.where(std > 0, std, 1.0)
+        return self
+
+    def transform(self, essays: Any) -> np.ndarray | sp.csr_matrix:
+        """float32 features of ``essays``: CSR when raw TF-IDF is present, else dense."""
+        if not self.fitted:
+            raise RuntimeError("FeaturePipeline is not fitted: call fit() first")
+        texts = essays.texts
+        dense = self._dense(texts, scaled=True)
+        if not self.sparse_output:
+            return dense
+        assert self.tfidf is not None
+        blocks = [self.tfidf.transform(texts), sp.csr_matrix(dense)]
+        return sp.csr_matrix(sp.hstack(blocks, format="csr", dtype=np.float32))
+
+    def feature_names(self) -> list[str]:
+        if not self.fitted:
+            raise RuntimeError("FeaturePipeline is not fitted: call fit() first")
+        names: list[str] = []
+        if self.sparse_output and self.tfidf is not None:
+            names += [f"tfidf.{n}" for n in self.tfidf.feature_names()]
+        if self.config.handcrafted:
+            names += [f"hc.{n}" for n in handcrafted_names()]
+        if self.svd_components is not None:
+            names += [f"svd.{i}" for i in range(self.svd_components.shape[0])]
+        names += [f"emb.{i}" for i in range(self.embedding_dim)]
+        return names
+
+    def _fit_svd(self, matrix: sp.csr_matrix, n_components: int) -> None:
+        limit = min(matrix.shape) - 1
+        if n_components > limit:
+            raise AesError(
+                f"svd_components={n_components} is more than the TF-IDF block allows ({limit})",
+                key="features.svd_components",
+            )
+        svd = TruncatedSVD(n_components=n_components, random_state=self.seed)
+        svd.fit(matrix)
+        self.svd_components = svd.components_.astype(np.float32)
+
+    def _cached_blocks(self, texts: list[str]) -> list[np.ndarray]:
+        blocks = []
+        if self.config.handcrafted:
+            blocks.append(handcrafted_matrix(texts, self.cache))
+        if self.config.embeddings is not None:
+            emb = embed_texts(texts, self.config.embeddings, self.cache, progress=self.progress)
+            self.embedding_dim = emb.shape[1]
+            blocks.append(emb)
+        return blocks
+
+    def _dense(self, texts: list[str], *, scaled: bool) -> np.ndarray:
+        blocks = self._cached_blocks(texts)
+        if self.svd_components is not None:
+            assert self.tfidf is not None
+            reduced = self.tfidf.transform(texts) @ self.svd_components.T
+            blocks.insert(1 if self.config.handcrafted else 0, np.asarray(reduced))
+        dense = (
+            np.hstack(blocks).astype(np.float32)
+            if blocks
+            else np.zeros((len(texts), 0), dtype=np.float32)
+        )
+        if scaled and self.mean is not None and self.std is not None:
+            dense = ((dense - self.mean) / self.std).astype(np.float32)
+        return dense
+
+    def save(self, directory: Path) -> None:
+        """``pipeline.json`` plus ``.npy`` arrays and the TF-IDF folder; no pickles."""
+        if not self.fitted:
+            raise RuntimeError("FeaturePipeline is not fitted: call fit() first")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.tfidf is not None:
+            self.tfidf.save(directory / "tfidf")
+        arrays = {"svd_components": self.svd_components, "mean": self.mean, "std": self.std}
+        for name, array in arrays.items():
+            if array is not None:
+                _save_npy(directory / f"{name}.npy", array)
+        write_json_atomic(
+            directory / "pipeline.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "config": self.config.model_dump(mode="json"),
+                "seed": self.seed,
+                "handcrafted_version": HANDCRAFTED_VERSION,
+                "embedding_dim": self.embedding_dim,
+                "arrays": sorted(k for k, v in arrays.items() if v is not None),
+            },
+        )
+
+    @classmethod
+    def load(
+        cls, directory: Path, cache_dir: Path | None = None, progress: bool = True
+    ) -> FeaturePipeline:
+        directory = Path(directory)
+        meta_path = directory / "pipeline.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            config = FeatureConfig.model_validate(meta["config"])
+            out = cls(config, cache_dir, int(meta["seed"]), progress)
+            arrays = {
+                name: np.load(directory / f"{name}.npy", allow_pickle=False)
+                for name in meta["arrays"]
+            }
+        except (OSError, ValueError, KeyError) as exc:
+            raise AesError(f"cannot load feature pipeline ({exc})", path=meta_path) from None
+        if meta.get("handcrafted_version") != HANDCRAFTED_VERSION and config.handcrafted:
+            raise AesError(
+                f"saved with handcrafted features {meta.get('handcrafted_version')}, "
+                f"this version computes {HANDCRAFTED_VERSION}: refit",
+                path=meta_path,
+            )
+        if config.tfidf is not None:
+            out.tfidf = TfidfFeatures.load(directory / "tfidf")
+        out.svd_components = arrays.get("svd_components")
+        out.mean, out.std = arrays.get("mean"), arrays.get("std")
+        out.embedding_dim = int(meta["embedding_dim"])
+        out.fitted = True
+        return out
