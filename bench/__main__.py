@@ -1,0 +1,221 @@
+"""The benchmark suite: quality on ASAP (standard split) and ELLIPSE, and speed.
+
+    python -m bench --asap ../shared/data/asap-aes --ellipse ../shared/data/ellipse \
+        [--learners ridge_tfidf,lgbm,xgb,svr_emb] [--metas ridge,nnls,hill] \
+        [--cache DIR] [--out docs] [--skip-speed]
+
+Each dataset gets its own workspace under ``bench/runs/<dataset>/`` (git-ignored), so a rerun
+reuses finished folds. ``--cache`` points the workspaces at a feature cache (MiniLM embeddings are
+the slow part on a CPU). Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aes_ensemble.data import load_workspace_dataset, read_essays
+from aes_ensemble.folds import assign_folds, read_folds_file, save_folds
+from aes_ensemble.io import write_json_atomic, write_text_atomic
+from aes_ensemble.metrics import qwk_by_prompt
+from aes_ensemble.runner import fit_learner
+from aes_ensemble.stacking.run import StackRun
+from aes_ensemble.stacking.workspace import stack_config, stack_workspace
+from aes_ensemble.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent
+PUBLISHED_ASAP = {
+    "EASE (BLRR)": 0.705,
+    "Taghipour & Ng 2016 ensemble": 0.761,
+    "R2BERT (2020)": 0.794,
+    "NPCR (Xie et al. 2022), best published": 0.817,
+}
+
+
+def _workspace(name: str, data: dict[str, Any], cache: Path | None) -> Workspace:
+    ws = Workspace.at(ROOT / "runs" / name)
+    ws.configs_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(ws.data_config_path, yaml.safe_dump(data, sort_keys=False))
+    if cache is not None and not ws.cache_dir.exists():
+        ws.cache_dir.symlink_to(cache.resolve(), target_is_directory=True)
+    return ws
+
+
+def asap_workspace(asap: Path, cache: Path | None) -> Workspace:
+    ws = _workspace(
+        "asap", {"train": str(asap / "training_set_rel3.clean.csv"), "format": "asap"}, cache
+    )
+    train, _ = load_workspace_dataset(ws)
+    save_folds(ws, read_folds_file(asap / "folds_taghipour_ng2016.csv", train))
+    return ws
+
+
+def ellipse_workspace(ellipse: Path, cache: Path | None) -> Workspace:
+    data = {
+        "train": str(ellipse / "ELLIPSE_Final_github_test.csv"),
+        "format": "ellipse",
+        "subgroups": ["gender", "grade", "race_ethnicity", "SES"],
+    }
+    ws = _workspace("ellipse", data, cache)
+    train, _ = load_workspace_dataset(ws)
+    save_folds(ws, assign_folds(train, n_folds=5, seed=42, method="grouped"))
+    return ws
+
+
+def human_agreement(asap: Path) -> dict[str, float]:
+    """rater1 vs rater2 QWK per ASAP prompt (the human-human reference)."""
+    essays = read_essays(asap / "training_set_rel3.clean.csv", data_format="asap")
+    frame = essays.frame.drop_nulls(["rater1", "rater2"])
+    per = qwk_by_prompt(
+        frame["rater1"].cast(float).to_numpy(),
+        frame["rater2"].cast(float).to_numpy(),
+        frame["prompt"].to_numpy(),
+        _rater_scales(essays.scales, frame),
+    )
+    return per
+
+
+def _rater_scales(scales: Any, frame: Any) -> Any:
+    """Raters 1 and 2 on prompts 7 and 8 score half of the resolved range; their scale is the
+    range their own scores span."""
+    from aes_ensemble.scales import ScoreScale, ScoreScales
+
+    per = {}
+    for prompt in frame["prompt"].unique().to_list():
+        rows = frame.filter(frame["prompt"] == prompt)
+        both = rows["rater1"].cast(float).to_list() + rows["rater2"].cast(float).to_list()
+        low = min(scales.for_prompt(prompt).low, *both)
+        per[prompt] = ScoreScale(low, max(both))
+    return ScoreScales(per_prompt=per)
+
+
+def quality(ws: Workspace, learners: list[str], metas: list[str]) -> dict[str, Any]:
+    """Fit every learner (finished folds are reused) and stack with each meta-learner."""
+    out: dict[str, Any] = {"learners": {}, "stacks": {}}
+    for name in learners:
+        start = time.perf_counter()
+        summary = fit_learner(ws, name, progress=False)
+        out["learners"][name] = {
+            "seconds_this_run": round(time.perf_counter() - start, 1),
+            "fit_seconds": round(sum(f.seconds for f in summary.folds), 1),
+            "oof_qwk_plain": summary.overall_qwk,
+        }
+        print(f"  {name}: QWK {summary.overall_qwk:.4f}", flush=True)
+    for meta in metas:
+        cfg = stack_config(ws, overrides={"meta": meta, "models": learners})
+        run, _, _ = stack_workspace(ws, cfg)
+        out["stacks"][meta] = _stack_numbers(run)
+        print(f"  stack {meta}: cross-fitted {out['stacks'][meta]['stack']['cross']:.4f}")
+    return out
+
+
+def _stack_numbers(run: StackRun) -> dict[str, Any]:
+    keep = ("plain", "insample", "cross", "cross_ci", "per_prompt")
+    board = {e["name"]: {k: e[k] for k in keep if k in e} for e in run.summary["leaderboard"]}
+    return {
+        "seconds": run.summary["seconds"],
+        "stack": board.pop(run.name),
+        "learners": board,
+        "weights": run.summary.get("weights"),
+    }
+
+
+def speed() -> dict[str, Any]:
+    from bench import bench_metrics
+
+    return {"metrics": bench_metrics.main([])}
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "Numbers are what this command produced; rerun it to check a change.",
+        "",
+    ]
+    for dataset, res in results["datasets"].items():
+        lines += [f"## {dataset}", ""]
+        for meta, stack in res["stacks"].items():
+            lines += [
+                f"### stack `{meta}` (seconds {stack['seconds']})",
+                "",
+                "| model | plain | thresholded in-sample | cross-fitted | 95% CI (cross) |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            rows = {**stack["learners"], f"**stack_{meta}**": stack["stack"]}
+            for name, e in rows.items():
+                ci = e.get("cross_ci") or ["", ""]
+                lines.append(
+                    f"| {name} | {_fmt(e['plain'])} | {_fmt(e['insample'])} | "
+                    f"{_fmt(e['cross'])} | {_fmt(ci[0])}-{_fmt(ci[1])} |"
+                )
+            lines.append("")
+        if dataset == "asap":
+            lines += ["Published means over the 8 prompts (same split):", ""]
+            lines += [f"- {k}: {v}" for k, v in PUBLISHED_ASAP.items()]
+            human = res.get("human_human")
+            if human:
+                mean = sum(human.values()) / len(human)
+                lines += [f"- human rater1 vs rater2: {mean:.3f}", ""]
+        lines += [
+            "Learner fit seconds (all folds): "
+            + ", ".join(f"{k} {v['fit_seconds']}" for k, v in res["learners"].items()),
+            "",
+        ]
+    if "speed" in results:
+        lines += ["## Speed", "", "```json", json.dumps(results["speed"], indent=2), "```", ""]
+    lines += [f"Peak memory (max RSS): {results['peak_rss_mib']:.0f} MiB", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--asap", type=Path)
+    parser.add_argument("--ellipse", type=Path)
+    parser.add_argument("--learners", default="ridge_tfidf,lgbm,xgb,svr_emb")
+    parser.add_argument("--metas", default="ridge,nnls,hill")
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT.parent / "docs")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args(argv)
+    learners = [n for n in args.learners.split(",") if n]
+    metas = [m for m in args.metas.split(",") if m]
+    results: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, "
+        f"Python {platform.python_version()}",
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "datasets": {},
+    }
+    if args.ellipse:
+        print("ELLIPSE (prompt-grouped 5 folds)", flush=True)
+        ws = ellipse_workspace(args.ellipse, args.cache)
+        results["datasets"]["ellipse"] = quality(ws, learners, metas)
+    if args.asap:
+        print("ASAP (Taghipour & Ng standard split)", flush=True)
+        ws = asap_workspace(args.asap, args.cache)
+        results["datasets"]["asap"] = quality(ws, learners, metas)
+        results["datasets"]["asap"]["human_human"] = human_agreement(args.asap)
+    if not args.skip_speed:
+        results["speed"] = speed()
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json_atomic(args.out / "benchmarks.json", results)
+    write_text_atomic(args.out / "benchmarks.md", markdown(results))
+    print(f"wrote {args.out / 'benchmarks.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
