@@ -20,9 +20,16 @@ app = typer.Typer(
 
 def _register() -> None:
     """Each module adds its commands to ``app``; imported here so ``--help`` lists them all."""
-    from aes_ensemble.cli import data_commands
+    from aes_ensemble.cli import (
+        data_commands,
+        demo_commands,
+        fit_commands,
+        report_commands,
+        stack_commands,
+    )
 
-    data_commands.register(app)
+    for module in (data_commands, fit_commands, stack_commands, report_commands, demo_commands):
+        module.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,121 @@
+"""The report's figures as PNG bytes, drawn with matplotlib's object API on the Agg canvas (no
+pyplot state, no display needed). PNG metadata carries no version or date, so the same inputs
+give the same bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from aes_ensemble.scales import ScoreScale
+
+DPI = 100
+MAX_ANNOTATED_LEVELS = 13
+PALETTE = ("#3b6ea8", "#e08a2e", "#5a9e5a", "#b84a4a")
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _labels(scale: ScoreScale) -> list[str]:
+    return [scale.label(v) for v in scale.levels]
+
+
+def confusion_png(panels: Sequence[tuple[str, ScoreScale, np.ndarray, np.ndarray]]) -> bytes:
+    """One confusion matrix per ``(title, scale, human, machine)``: counts, rows = human."""
+    n = len(panels)
+    fig = Figure(figsize=(5.2 * n, 4.6), layout="constrained")
+    for ax, (title, scale, human, machine) in zip(
+        fig.subplots(1, n, squeeze=False)[0], panels, strict=True
+    ):
+        k = scale.n_levels
+        idx = scale.to_index(human) * k + scale.to_index(machine)
+        conf = np.bincount(idx, minlength=k * k).reshape(k, k)
+        image = ax.imshow(conf, cmap="Blues")
+        labels = _labels(scale)
+        ax.set_xticks(range(k), labels, rotation=90 if k > MAX_ANNOTATED_LEVELS else 0)
+        ax.set_yticks(range(k), labels)
+        ax.set_xlabel("machine score")
+        ax.set_ylabel("human score")
+        ax.set_title(title)
+        if k <= MAX_ANNOTATED_LEVELS:
+            top = conf.max() or 1
+            for i in range(k):
+                for j in range(k):
+                    if conf[i, j]:
+                        color = "white" if conf[i, j] > 0.6 * top else "black"
+                        ax.text(j, i, str(conf[i, j]), ha="center", va="center", color=color)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+def correlation_png(names: Sequence[str], matrix: np.ndarray) -> bytes:
+    """Heatmap of the learners' OOF correlations, each cell annotated."""
+    k = len(names)
+    side = 2.6 + 0.75 * k
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.subplots()
+    low = min(0.5, float(np.nanmin(matrix))) if k else 0.5
+    image = ax.imshow(matrix, cmap="viridis", vmin=low, vmax=1.0)
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    for i in range(k):
+        for j in range(k):
+            color = "black" if matrix[i, j] > low + 0.7 * (1 - low) else "white"
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color=color)
+    ax.set_title("Pearson correlation of OOF predictions")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+def per_prompt_png(series: Mapping[str, Mapping[str, float]], minimum: float) -> bytes:
+    """Horizontal bars of QWK per prompt, one bar per model in ``series``, with the minimum."""
+    prompts = sorted({p for values in series.values() for p in values})
+    n_series = len(series)
+    height = 0.8 / max(n_series, 1)
+    fig = Figure(figsize=(9, 1.2 + 0.32 * len(prompts) * max(n_series, 1)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(prompts))
+    for s, (label, values) in enumerate(series.items()):
+        offset = (s - (n_series - 1) / 2) * height
+        qwks = [values.get(p, np.nan) for p in prompts]
+        bars = ax.barh(y + offset, qwks, height=height, label=label, color=PALETTE[s % 4])
+        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+    ax.axvline(
+        minimum, color="#888888", linestyle="--", linewidth=1, label=f"{minimum:.2f} minimum"
+    )
+    ax.set_yticks(y, prompts)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("QWK (cross-fitted thresholds)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def cutpoints_png(panels: Sequence[tuple[str, ScoreScale, np.ndarray, np.ndarray]]) -> bytes:
+    """Histogram of continuous predictions per ``(title, scale, pred, cuts)``: fitted cut points
+    as solid lines, plain-rounding cut points dotted, so the shift is visible at a glance."""
+    n = len(panels)
+    fig = Figure(figsize=(9, 2.9 * n), layout="constrained")
+    for ax, (title, scale, pred, cuts) in zip(
+        fig.subplots(n, 1, squeeze=False)[:, 0], panels, strict=True
+    ):
+        low, high = scale.low - scale.step, scale.high + scale.step
+        ax.hist(np.clip(pred, low, high), bins=60, range=(low, high), color="#b9cde5")
+        for c in scale.levels[:-1] + scale.step / 2:
+            ax.axvline(c, color="#888888", linestyle=":", linewidth=1)
+        for c in cuts:
+            ax.axvline(c, color="#b84a4a", linewidth=1.5)
+        ax.set_xticks(scale.levels, _labels(scale))
+        ax.set_xlabel("continuous OOF prediction (red: fitted cut points, dotted: rounding)")
+        ax.set_ylabel("essays")
+        ax.set_title(title)
+    return _png(fig)
