@@ -51,7 +51,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         row = None if mark is None else mark.line + 1
-        raise AesError(f"invalid YAML ({getattr(exc, 'problem', exc)})", path=file, row=row) from None
+        raise AesError(
+            f"invalid YAML ({getattr(exc, 'problem', exc)})", path=file, row=row
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

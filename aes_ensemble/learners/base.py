@@ -73,8 +73,13 @@ class Learner(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls: type[L], directory: Path, config: Any, scales: ScoreScales,
-             cache_dir: Path | None = None) -> L:
+    def load(
+        cls: type[L],
+        directory: Path,
+        config: Any,
+        scales: ScoreScales,
+        cache_dir: Path | None = None,
+    ) -> L:
         """Read a model written by ``save``."""
 
 
@@ -88,6 +93,7 @@ def learner_class(kind: str) -> type[Learner]:
     if kind not in _REGISTRY and kind in KIND_MODULES:
         importlib.import_module(KIND_MODULES[kind])
     if kind not in _REGISTRY:
-        raise AesError(f"unknown learner kind '{kind}'{did_you_mean(kind, KIND_MODULES)}",
-                       key="kind")
+        raise AesError(
+            f"unknown learner kind '{kind}'{did_you_mean(kind, KIND_MODULES)}", key="kind"
+        )
     return _REGISTRY[kind]
