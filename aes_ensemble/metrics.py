@@ -55,7 +55,8 @@ def kappa_from_confusion(conf: np.ndarray) -> np.ndarray | float:
     return float(kappa) if kappa.ndim == 0 else kappa
 
 
-def _as_float(values: object, name: str) -> np.ndarray:
+def finite_array(values: object, name: str) -> np.ndarray:
+    """``values`` as a flat float array; a non-numeric, missing or infinite value is an error."""
     try:
         arr = np.asarray(values, dtype=float).ravel()
     except (TypeError, ValueError):
@@ -67,8 +68,8 @@ def _as_float(values: object, name: str) -> np.ndarray:
 
 
 def _check_pair(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray]:
-    t = _as_float(y_true, "y_true")
-    p = _as_float(y_pred, "y_pred")
+    t = finite_array(y_true, "y_true")
+    p = finite_array(y_pred, "y_pred")
     if len(t) != len(p):
         raise AesError(f"y_true has {len(t)} values but y_pred has {len(p)}")
     return t, p

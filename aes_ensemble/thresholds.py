@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import kappa_from_confusion
+from aes_ensemble.metrics import finite_array, kappa_from_confusion
 from aes_ensemble.scales import ScoreScale, ScoreScales
 
 Method = Literal["nelder-mead", "optuna"]
@@ -62,7 +62,9 @@ class Cutpoints:
 
     def apply(self, pred: np.ndarray) -> np.ndarray:
         """The level (a score on the scale) of each prediction."""
-        return self.scale.levels[np.searchsorted(self.cuts, _finite(pred, "pred"), side="right")]
+        return self.scale.levels[
+            np.searchsorted(self.cuts, finite_array(pred, "pred"), side="right")
+        ]
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Thresholds:
         scales: ScoreScales,
     ) -> np.ndarray:
         """Each prediction cut into a level of its prompt's scale."""
-        values = _finite(pred, "pred")
+        values = finite_array(pred, "pred")
         out = np.empty(len(values), dtype=float)
         for scale, rows in scales.groups(_prompts(prompts, len(values))).items():
             out[rows] = self.for_scale(scale).apply(values[rows])
@@ -228,8 +230,8 @@ def fit_cutpoints(
     """
     if method not in METHODS:
         raise AesError(f"unknown threshold method '{method}' (valid: {', '.join(METHODS)})")
-    y = _finite(y_true, "y_true")
-    x = _finite(pred, "pred")
+    y = finite_array(y_true, "y_true")
+    x = finite_array(pred, "pred")
     if len(y) != len(x):
         raise AesError(f"y_true has {len(y)} values but pred has {len(x)}")
     off = ~scale.is_level(y)
@@ -262,8 +264,8 @@ def fit_thresholds(
     n_trials: int = 300,
 ) -> Thresholds:
     """One set of cut points per distinct scale, fitted on the pooled rows of its prompts."""
-    y = _finite(y_true, "y_true")
-    x = _finite(pred, "pred")
+    y = finite_array(y_true, "y_true")
+    x = finite_array(pred, "pred")
     if len(y) != len(x):
         raise AesError(f"y_true has {len(y)} values but pred has {len(x)}")
     groups = scales.groups(_prompts(prompts, len(y)))
@@ -291,8 +293,8 @@ def cross_fit(
     A scale whose rows all sit in fold ``k`` (a prompt-grouped split of a prompt with its own
     scale) has nothing to fit on; fold ``k`` then uses plain rounding for that scale.
     """
-    y = _finite(y_true, "y_true")
-    x = _finite(pred, "pred")
+    y = finite_array(y_true, "y_true")
+    x = finite_array(pred, "pred")
     fold = np.asarray(folds).ravel()
     if not (len(y) == len(x) == len(fold)):
         raise AesError(f"y_true, pred and folds have {len(y)}, {len(x)} and {len(fold)} values")
@@ -320,17 +322,6 @@ def _prompts(prompts: Sequence[str | None] | np.ndarray | None, n: int) -> np.nd
     if len(keys) != n:
         raise AesError(f"prompts has {len(keys)} values but the scores have {n}")
     return keys
-
-
-def _finite(values: object, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float).ravel()
-    except (TypeError, ValueError):
-        raise AesError(f"{name} must be numeric") from None
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise AesError(f"{name} has a missing or infinite value", row=int(np.argmax(bad)) + 1)
-    return arr
 
 
 def _name(scale: ScoreScale) -> str:
