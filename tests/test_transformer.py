@@ -1,0 +1,366 @@
+"""The transformer learner on real ELLIPSE essays, with tiny random DeBERTa-v3-shaped encoders
+(hidden 32, 2 layers) and the offline MiniLM tokenizer, so everything runs on a CPU offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import torch.distributed as dist
+from transformers import AutoTokenizer, DebertaV2Model, PreTrainedTokenizerBase
+
+from aes_ensemble.config import load_config, validate
+from aes_ensemble.data import Essays, read_essays
+from aes_ensemble.errors import AesError
+from aes_ensemble.learners.base import learner_class
+from aes_ensemble.learners.transformer import TransformerConfig, TransformerLearner
+from aes_ensemble.learners.transformer.data import (
+    collate,
+    encode,
+    length_grouped_batches,
+    shard_batches,
+)
+from aes_ensemble.learners.transformer.learner import resolve_model_path
+from aes_ensemble.learners.transformer.model import build_scorer, parameter_groups
+from aes_ensemble.learners.transformer.tracking import check_available
+from aes_ensemble.scales import ScoreScale, ScoreScales
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_bench() -> ModuleType:
+    """``bench/`` is a folder of scripts beside the package, not an installed module."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_transformer", REPO / "bench" / "bench_transformer.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_transformer = _load_bench()
+deberta_v3_config = bench_transformer.deberta_v3_config
+
+
+@pytest.fixture(scope="module")
+def essays(ellipse_path: Path) -> Essays:
+    return read_essays(ellipse_path / "ELLIPSE_Final_github_test.csv")
+
+
+@pytest.fixture(scope="module")
+def train(essays: Essays) -> Essays:
+    return essays.take(np.arange(48))
+
+
+@pytest.fixture(scope="module")
+def valid(essays: Essays) -> Essays:
+    return essays.take(np.arange(48, 72))
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerBase) -> Path:
+    """A random DeBERTa-v3-shaped encoder (hidden 32, 2 layers) with a WordPiece tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny_deberta")
+    torch.manual_seed(0)
+    DebertaV2Model(deberta_v3_config(len(tokenizer), 32, 2, 2, 64)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_config(model_dir: Path, **sections: dict[str, Any]) -> TransformerConfig:
+    data: dict[str, Any] = {
+        "kind": "transformer",
+        "seed": 7,
+        "model": {"pretrained_model_name_or_path": str(model_dir), "max_length": 128},
+        "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "progress_bar": False},
+        "predict": {"batch_size": 32},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return validate(TransformerConfig, data)
+
+
+def fit(config: TransformerConfig, train: Essays, valid: Essays | None) -> TransformerLearner:
+    learner = learner_class("transformer")(config, train.scales)
+    assert isinstance(learner, TransformerLearner)
+    return learner.fit(train, valid)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_dir: Path, train: Essays, valid: Essays) -> TransformerLearner:
+    """Predictions in bf16, so fit records the fp32-vs-bf16 difference."""
+    config = make_config(tiny_dir, predict={"dtype": "bf16"})
+    return fit(config, train, valid)
+
+
+@pytest.mark.parametrize(
+    ("model", "train_extra"),
+    [
+        ({"head": "regression", "pooling": "mean", "loss": "mse"}, {}),
+        ({"head": "regression", "pooling": "cls", "loss": "bce"}, {"scheduler": "linear"}),
+        ({"head": "ordinal", "pooling": "attention"}, {}),
+        (
+            {
+                "head": "ordinal",
+                "pooling": "gem",
+                "reinit_layers": 1,
+                "freeze_embeddings": True,
+                "gradient_checkpointing": True,
+            },
+            {"layerwise_lr_decay": 0.8, "batch_size": 8, "effective_batch_size": 24},
+        ),
+    ],
+)
+def test_heads_and_poolings_predict_on_the_scale(
+    tiny_dir: Path,
+    train: Essays,
+    valid: Essays,
+    model: dict[str, Any],
+    train_extra: dict[str, Any],
+) -> None:
+    learner = fit(make_config(tiny_dir, model=model, train=train_extra), train, valid)
+    prediction = learner.predict(valid)
+    scale = valid.scales.for_prompt(None)
+    assert prediction.pred.shape == (len(valid),)
+    assert np.all(np.isfinite(prediction.pred))
+    assert np.all((prediction.pred >= scale.low) & (prediction.pred <= scale.high))
+    assert 0.0 <= learner.meta["history"][0]["train_loss"] < 10
+    assert learner.meta["history"][0]["valid_qwk"] is not None
+    if model["head"] == "ordinal":
+        assert prediction.proba is not None
+        assert prediction.proba.shape == (len(valid), scale.n_levels)
+        assert np.all(prediction.proba >= 0)
+        np.testing.assert_allclose(prediction.proba.sum(axis=1), 1.0, atol=1e-9)
+        assert prediction.proba_labels == ("1", "1.5", "2", "2.5", "3", "3.5", "4", "4.5", "5")
+        expected = prediction.proba @ scale.levels
+        np.testing.assert_allclose(prediction.pred, expected, atol=1e-9)
+    else:
+        assert prediction.proba is None
+
+
+def test_save_load_and_half_precision_difference(
+    fitted: TransformerLearner, tiny_dir: Path, valid: Essays, tmp_path: Path
+) -> None:
+    before = fitted.predict(valid)
+    fitted.save(tmp_path / "fold_0")
+    names = {p.name for p in (tmp_path / "fold_0").iterdir()}
+    assert {"model.safetensors", "config.json", "head.safetensors", "learner.json"} <= names
+    assert "tokenizer.json" in names or "vocab.txt" in names
+
+    loaded = TransformerLearner.load(tmp_path / "fold_0", fitted.config, valid.scales)
+    np.testing.assert_array_equal(loaded.predict(valid).pred, before.pred)
+
+    fp32_config = fitted.config.model_copy(
+        update={"predict": fitted.config.predict.model_copy(update={"dtype": "fp32"})}
+    )
+    full = TransformerLearner.load(tmp_path / "fold_0", fp32_config, valid.scales).predict(valid)
+    measured = float(np.max(np.abs(full.pred - before.pred)))
+    recorded = loaded.meta["half_precision"]
+    assert recorded["dtype"] == "bf16" and recorded["essays"] == len(valid)
+    assert recorded["max_abs_diff"] == pytest.approx(measured, abs=1e-12)
+    assert 0.0 < measured < 0.25  # bf16 moves scores a little, never by a level
+
+
+def test_load_refuses_a_config_with_another_head(
+    fitted: TransformerLearner, valid: Essays, tmp_path: Path
+) -> None:
+    fitted.save(tmp_path)
+    other = fitted.config.model_copy(
+        update={"model": fitted.config.model.model_copy(update={"pooling": "gem"})}
+    )
+    with pytest.raises(AesError, match="pooling"):
+        TransformerLearner.load(tmp_path, other, valid.scales)
+
+
+def test_same_seed_gives_bit_identical_predictions(
+    fitted: TransformerLearner, train: Essays, valid: Essays
+) -> None:
+    again = fit(fitted.config, train, valid)
+    np.testing.assert_array_equal(again.predict(valid).pred, fitted.predict(valid).pred)
+    for key in ("train_loss", "valid_qwk"):
+        assert [h[key] for h in again.meta["history"]] == [h[key] for h in fitted.meta["history"]]
+
+
+def test_world_size_one_process_group_trains_like_a_plain_run(
+    fitted: TransformerLearner, train: Essays, valid: Essays, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {
+        "WORLD_SIZE": "1",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
+        monkeypatch.setenv(key, value)
+    ddp = fit(fitted.config, train, valid)
+    assert not dist.is_initialized()  # the group the learner opened is closed again
+    np.testing.assert_allclose(ddp.predict(valid).pred, fitted.predict(valid).pred, atol=1e-6)
+
+
+def test_best_epoch_selection_and_two_stages(tiny_dir: Path, train: Essays, valid: Essays) -> None:
+    sources = ["persuade" if i % 2 else "kaggle" for i in range(len(train))]
+    staged = Essays(train.frame.with_columns(source=pl.Series(sources)), train.scales)
+    stages = [{"source": "persuade", "epochs": 2}, {"source": "kaggle", "learning_rate": 3e-4}]
+    best = fit(make_config(tiny_dir, train={"stages": stages}), staged, valid)
+    history = best.meta["history"]
+    assert [h["stage"] for h in history] == ["persuade", "persuade", "kaggle"]
+    qwks = [h["valid_qwk"] for h in history]
+    assert best.meta["selected_epoch"] == best.meta["best_epoch"] == 1 + int(np.argmax(qwks))
+
+    last = fit(
+        make_config(tiny_dir, train={"stages": stages, "select_best": "last"}), staged, valid
+    )
+    assert last.meta["selected_epoch"] == 3
+
+    bad = make_config(tiny_dir, train={"stages": [{"source": "kagle"}]})
+    with pytest.raises(AesError, match=r"train\.stages\.0\.source.*kaggle"):
+        fit(bad, staged, valid)
+
+
+def test_ordinal_head_needs_one_global_scale(tiny_dir: Path, train: Essays) -> None:
+    per_prompt = ScoreScales(per_prompt={p: ScoreScale(1, 5, 0.5) for p in set(train.prompts)})
+    essays = Essays(train.frame, per_prompt)
+    learner = TransformerLearner(make_config(tiny_dir, model={"head": "ordinal"}), per_prompt)
+    with pytest.raises(AesError, match="global score scale"):
+        learner.fit(essays)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is not None,
+    reason="tensorboard is installed here",
+)
+def test_report_to_a_missing_tracker_fails_before_training() -> None:
+    with pytest.raises(AesError, match=r"report_to.*tensorboard"):
+        check_available("tensorboard")
+
+
+def test_config_overrides_and_misspelt_keys() -> None:
+    config = load_config(
+        TransformerConfig, REPO / "configs" / "deberta.yaml", ["train.learning_rate=3e-5"]
+    )
+    assert config.train.learning_rate == 3e-5
+    assert config.model.pretrained_model_name_or_path == "microsoft/deberta-v3-base"
+    assert (
+        load_config(TransformerConfig, REPO / "configs" / "deberta_ordinal.yaml").model.head
+        == "ordinal"
+    )
+    with pytest.raises(AesError, match="did you mean 'max_length'"):
+        load_config(TransformerConfig, REPO / "configs" / "minilm.yaml", ["model.max_lenght=512"])
+
+
+def test_head_tail_truncation_keeps_both_ends(
+    essays: Essays, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    text = max(essays.texts, key=len)
+    full = tokenizer(text, add_special_tokens=False)["input_ids"]
+    (ids,) = encode(tokenizer, [text], 66, 0.25)
+    assert len(full) > 64 and len(ids) == 66
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert ids[1:17] == full[:16]  # a quarter of the 64-token budget from the start
+    assert ids[17:-1] == full[-48:]  # the rest from the end
+
+
+def test_length_grouped_batches_pad_far_less(
+    essays: Essays, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    sequences = encode(tokenizer, essays.texts[:300], 512, 0.25)
+    lengths = [len(s) for s in sequences]
+    batches = length_grouped_batches(lengths, 8, seed=3, group_batches=10)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            batches, length_grouped_batches(lengths, 8, seed=3, group_batches=10), strict=True
+        )
+    )
+
+    def pad_tokens(multiple: int, grouped: bool) -> int:
+        chosen = batches if grouped else length_grouped_batches(lengths, 8, seed=3, grouped=False)
+        masks = [collate([sequences[i] for i in b], 0, multiple)["attention_mask"] for b in chosen]
+        return sum(int((m == 0).sum()) for m in masks)
+
+    naive, dynamic = pad_tokens(512, grouped=False), pad_tokens(8, grouped=True)
+    assert dynamic < naive / 4
+
+
+def test_shards_give_every_rank_the_same_number_of_steps() -> None:
+    batches = [np.array([i]) for i in range(7)]
+    shards = [shard_batches(batches, rank, 3) for rank in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    assert {int(b[0]) for s in shards for b in s} == set(range(7))
+
+
+def test_layerwise_decay_reinit_and_freezing(tiny_dir: Path) -> None:
+    config = make_config(
+        tiny_dir,
+        model={"reinit_layers": 1, "freeze_embeddings": True},
+        train={"layerwise_lr_decay": 0.5, "head_learning_rate": 1e-2},
+    )
+    torch.manual_seed(0)
+    scorer = build_scorer(config.model, str(tiny_dir), 1)
+    original = DebertaV2Model.from_pretrained(tiny_dir).state_dict()
+    state = scorer.encoder.state_dict()
+    top = "encoder.layer.1.attention.self.query_proj.weight"
+    bottom = "encoder.layer.0.attention.self.query_proj.weight"
+    assert not torch.equal(state[top], original[top])
+    assert torch.equal(state[bottom], original[bottom])
+    assert not any(p.requires_grad for p in scorer.encoder.embeddings.parameters())
+
+    lr_of = {}
+    for group in parameter_groups(scorer, config.train, 1e-3):
+        for param in group["params"]:
+            lr_of[id(param)] = group["lr"]
+    named = dict(scorer.named_parameters())
+    assert lr_of[id(named["head.out.weight"])] == 1e-2
+    assert lr_of[id(named["encoder." + top])] == pytest.approx(1e-3)
+    assert lr_of[id(named["encoder." + bottom])] == pytest.approx(5e-4)
+    assert id(named["encoder.embeddings.word_embeddings.weight"]) not in lr_of
+
+
+def test_minilm_fine_tune_lowers_the_loss(train: Essays, valid: Essays) -> None:
+    """The real pretrained MiniLM, a few steps on 32 essays: the training loss goes down."""
+    config = validate(
+        TransformerConfig,
+        {
+            "kind": "transformer",
+            "model": {"pretrained_model_name_or_path": "all-MiniLM-L6-v2", "max_length": 64},
+            "train": {
+                "epochs": 3,
+                "batch_size": 8,
+                "learning_rate": 1e-4,
+                "head_learning_rate": 1e-3,
+                "warmup_ratio": 0.0,
+                "progress_bar": False,
+            },
+        },
+    )
+    learner = fit(config, train.take(np.arange(32)), None)
+    losses = [h["train_loss"] for h in learner.meta["history"]]
+    assert losses[-1] < losses[0]
+    assert learner.meta["best_epoch"] is None and learner.meta["selected_epoch"] == 3
+    assert learner.predict(valid.take(np.arange(8))).pred.shape == (8,)
+
+
+def test_bench_smoke_runs_and_dynamic_padding_pads_less() -> None:
+    results = bench_transformer.main(["--smoke"])
+    runs = {(r["phase"], r["mode"]): r for r in results["runs"]}
+    assert set(runs) == {(p, m) for p in ("train", "inference") for m in ("padded", "dynamic")}
+    for run in runs.values():
+        assert run["essays_per_s"] > 0 and run["tokens_per_s"] > 0
+    assert runs["train", "dynamic"]["pad_fraction"] < runs["train", "padded"]["pad_fraction"]
