@@ -1,0 +1,74 @@
+"""``aes-ensemble fit-base``: fit a base learner over the folds and print its summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from aes_ensemble.cli.common import WorkdirOption, console, workspace
+from aes_ensemble.errors import AesError
+from aes_ensemble.runner import RunSummary, fit_learner
+
+
+def parse_folds(text: str) -> str | list[int]:
+    """``all``, ``K`` or ``K,K,...``."""
+    if text.strip() == "all":
+        return "all"
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise AesError(
+            f"--fold '{text}' must be 'all', a fold number or numbers like 0,2"
+        ) from None
+
+
+def summary_table(summary: RunSummary) -> Table:
+    """Per-fold QWK and seconds, then the overall OOF QWK once every fold is complete."""
+    table = Table(title=f"{summary.name} ({summary.kind}, config {summary.config_hash})")
+    table.add_column("fold", justify="right")
+    table.add_column("essays", justify="right")
+    table.add_column("QWK", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("status")
+    for r in summary.folds:
+        table.add_row(str(r.fold), str(r.n_valid), f"{r.qwk:.4f}", f"{r.seconds:.1f}", r.status)
+    if summary.overall_qwk is not None:
+        total = sum(r.seconds for r in summary.folds)
+        table.add_section()
+        table.add_row("OOF", "", f"[bold]{summary.overall_qwk:.4f}[/]", f"{total:.1f}", "")
+    return table
+
+
+def fit_base(
+    name: Annotated[str, typer.Argument(help="Learner config: configs/NAME.yaml.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="Settings on top of the config, e.g. params.learning_rate=0.05."),
+    ] = None,
+    fold: Annotated[
+        str, typer.Option("--fold", "-f", help="'all', a fold number, or numbers like 0,2.")
+    ] = "all",
+    workdir: WorkdirOption = Path(),
+    progress: Annotated[bool, typer.Option(help="Show the progress display.")] = True,
+) -> None:
+    """Fit base learner NAME on each fold; finished folds with the same config are skipped."""
+    summary = fit_learner(
+        workspace(workdir),
+        name,
+        folds=parse_folds(fold),
+        overrides=overrides or [],
+        progress=progress,
+    )
+    console.print(summary_table(summary))
+    if summary.oof_path is not None:
+        console.print(f"wrote {summary.oof_path}")
+    else:
+        waiting = ", ".join(str(k) for k in summary.missing_folds)
+        console.print(f"folds {waiting} still to fit before oof/{summary.name}.parquet is written")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fit-base")(fit_base)
