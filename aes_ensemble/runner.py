@@ -9,6 +9,7 @@ file. Whoever finishes the last fold assembles ``oof/NAME.parquet`` from the par
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -99,6 +100,12 @@ def read_done(directory: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def is_main_process() -> bool:
+    """False in the extra processes of a data-parallel launch (``torchrun`` sets ``RANK``):
+    they train alongside rank 0, which alone writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _is_current(done: dict[str, Any] | None, chash: str, fhash: str) -> bool:
     return done is not None and done.get("config_hash") == chash and done.get("folds_hash") == fhash
 
@@ -120,6 +127,7 @@ class _Display:
 
     def __init__(self, name: str, total: int, enabled: bool) -> None:
         self.name = name
+        self.enabled = enabled
         self.notes: list[str] = []
         self.progress: Progress | None = None
         self.task = None
@@ -221,9 +229,21 @@ def _prepare_fold(run: _Run, fold: int, display: _Display) -> dict[str, Any] | N
         display.note(f"fold {fold} was fitted on other folds; refitting")
     elif directory.exists() or part.exists():
         display.note(f"fold {fold} was left unfinished; refitting from scratch")
-    shutil.rmtree(directory, ignore_errors=True)
-    part.unlink(missing_ok=True)
+    if is_main_process():
+        shutil.rmtree(directory, ignore_errors=True)
+        part.unlink(missing_ok=True)
     return None
+
+
+def _prepare_features(run: _Run, display: _Display) -> None:
+    """Cache per-essay features of train and test in one pass before the folds, so every fold
+    (and every later run) reads the same values whatever order the folds run in."""
+    learner = learner_class(run.config.kind)(
+        run.config, run.train.scales, run.ws.cache_dir, progress=display.enabled
+    )
+    learner.prepare(run.train)
+    if run.test is not None:
+        learner.prepare(run.test)
 
 
 def _fit_fold(run: _Run, fold: int, display: _Display) -> FoldResult:
@@ -236,7 +256,7 @@ def _fit_fold(run: _Run, fold: int, display: _Display) -> FoldResult:
         )
     train, valid = run.train.take(train_rows), run.train.take(valid_rows)
     learner: Learner = learner_class(run.config.kind)(
-        run.config, run.train.scales, run.ws.cache_dir
+        run.config, run.train.scales, run.ws.cache_dir, progress=display.enabled
     )
     display.stage(fold, f"features + fit ({len(train)} essays)")
     learner.fit(train, valid)
@@ -245,12 +265,14 @@ def _fit_fold(run: _Run, fold: int, display: _Display) -> FoldResult:
     frames = [_frame(valid, "oof", p_valid, fold)]
     if run.test is not None:
         frames.append(_frame(run.test, "test", learner.predict(run.test), None))
+    qwk = _scored_qwk(valid, p_valid.pred)
+    seconds = round(time.perf_counter() - start, 3)
+    if not is_main_process():
+        return FoldResult(fold, "fitted", qwk, seconds, len(valid))
     display.stage(fold, "save")
     directory = run.model_dir(fold)
     learner.save(directory)
     write_text_atomic(directory / "config.yaml", dump_yaml(run.config))
-    qwk = _scored_qwk(valid, p_valid.pred)
-    seconds = round(time.perf_counter() - start, 3)
     key = str(fold)
     part = PredictionSet(pl.concat(frames), _meta(run, {key: qwk}, {key: seconds}))
     write_predictions(part_path(run.ws, run.name, fold), part)
@@ -347,6 +369,10 @@ def fit_learner(
     display = _Display(name, len(chosen), progress)
     results: list[FoldResult] = []
     with display.running():
+        todo = [k for k in chosen if k in _missing(run)]
+        if todo:
+            display.stage(todo[0], "per-essay features for all essays")
+            _prepare_features(run, display)
         for fold in chosen:
             done = _prepare_fold(run, fold, display)
             if done is None:
@@ -363,7 +389,7 @@ def fit_learner(
                 )
             display.advance()
         missing = _missing(run)
-        path, overall = (None, None) if missing else assemble(run)
+        path, overall = (None, None) if missing or not is_main_process() else assemble(run)
     return RunSummary(
         name=name,
         kind=config.kind,

@@ -80,7 +80,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_malformed_override() -> None:
-    with pytest.raises(AesError, match="must look like key.subkey=value"):
+    with pytest.raises(AesError, match=r"must look like key\.subkey=value"):
         apply_overrides({}, ["train.epochs"])
 
 

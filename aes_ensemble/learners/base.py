@@ -54,10 +54,23 @@ class Learner(ABC):
     kind: ClassVar[str]
     config_model: ClassVar[type[LearnerConfig]]
 
-    def __init__(self, config: Any, scales: ScoreScales, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        scales: ScoreScales,
+        cache_dir: Path | None = None,
+        *,
+        progress: bool = False,
+    ) -> None:
         self.config = config
         self.scales = scales
         self.cache_dir = cache_dir
+        self.progress = progress
+
+    def prepare(self, essays: Any) -> None:
+        """Compute what depends on each essay alone (cached features) for ``essays`` before any
+        fold, so every fold reads the same cached values. Default: nothing to compute."""
+        return None
 
     @abstractmethod
     def fit(self: L, train: Any, valid: Any | None = None) -> L:

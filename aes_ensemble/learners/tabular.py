@@ -41,8 +41,15 @@ class TabularLearner(Learner):
 
     config: TabularConfig
 
-    def __init__(self, config: Any, scales: ScoreScales, cache_dir: Path | None = None) -> None:
-        super().__init__(config, scales, cache_dir)
+    def __init__(
+        self,
+        config: Any,
+        scales: ScoreScales,
+        cache_dir: Path | None = None,
+        *,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(config, scales, cache_dir, progress=progress)
         self.pipeline: FeaturePipeline | None = None
         self.members: dict[str, TabularLearner] = {}
 
@@ -55,7 +62,16 @@ class TabularLearner(Learner):
     def _member(self: T) -> T:
         """A single-model learner of the same kind, for one prompt's essays."""
         member = self.config.model_copy(update={"per_prompt": False})
-        return type(self)(member, self.scales, self.cache_dir)
+        return type(self)(member, self.scales, self.cache_dir, progress=self.progress)
+
+    def _pipeline(self) -> FeaturePipeline:
+        return FeaturePipeline(
+            self.config.features, self.cache_dir, self.config.seed, progress=self.progress
+        )
+
+    def prepare(self, essays: Essays) -> None:
+        """Embed and compute handcrafted features of ``essays`` once, into the cache."""
+        self._pipeline().warm(essays)
 
     def fit(self: T, train: Essays, valid: Essays | None = None) -> T:
         """Fit features and model on ``train`` only; ``valid`` is never looked at."""
@@ -69,8 +85,7 @@ class TabularLearner(Learner):
                 for p in sorted(set(train.prompts))
             }
             return self
-        self.pipeline = FeaturePipeline(self.config.features, self.cache_dir, self.config.seed)
-        self.pipeline.fit(train)
+        self.pipeline = self._pipeline().fit(train)
         x = self.pipeline.transform(train)
         y = self.scales.normalise(train.scores, train.prompts)
         self._fit_matrix(x, y, train)

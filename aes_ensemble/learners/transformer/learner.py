@@ -72,9 +72,14 @@ class TransformerLearner(Learner):
     config: TransformerConfig
 
     def __init__(
-        self, config: TransformerConfig, scales: ScoreScales, cache_dir: Path | None = None
+        self,
+        config: TransformerConfig,
+        scales: ScoreScales,
+        cache_dir: Path | None = None,
+        *,
+        progress: bool = False,
     ) -> None:
-        super().__init__(config, scales, cache_dir)
+        super().__init__(config, scales, cache_dir, progress=progress)
         self.model: EssayScorer | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.meta: dict[str, Any] = {}
