@@ -23,8 +23,9 @@ def register(app: typer.Typer) -> None:
 
 
 def report(workdir: WorkdirOption = Path(), out: OutOption = None) -> None:
-    """Write reports/report.html: leaderboard with intervals, confusion matrix, learner
-    correlations, cut points, QWK per prompt and the validity table (agreement, SMD)."""
+    """Write reports/report.html: leaderboard, confusion, correlations, cut points, validity.
+
+    The page is self-contained (images embedded) and recomputes every QWK from oof/."""
     from aes_ensemble.report import write_report  # matplotlib loads only for this command
 
     path = write_report(workspace(workdir), out)
