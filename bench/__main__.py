@@ -42,6 +42,7 @@ PUBLISHED_ASAP = {
 
 def _workspace(name: str, data: dict[str, Any], cache: Path | None) -> Workspace:
     ws = Workspace.at(ROOT / "runs" / name)
+    data = {k: str(Path(v).resolve()) if k in ("train", "test") else v for k, v in data.items()}
     ws.configs_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(ws.data_config_path, yaml.safe_dump(data, sort_keys=False))
     if cache is not None and not ws.cache_dir.exists():
