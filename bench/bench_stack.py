@@ -44,6 +44,22 @@ def synthetic_sets(n: int, n_test: int, learners: int, seed: int = 0):
     )
 
 
+def time_stacks(
+    metas: list[str], n: int = 17_000, learners: int = 10, thresholds: str = "nelder-mead"
+) -> dict[str, dict[str, float]]:
+    """Seconds of ``run_stack`` (total and nested CV) per meta-learner on synthetic OOF."""
+    data = synthetic_sets(n, 3, learners)
+    out = {}
+    for meta in metas:
+        start = time.perf_counter()
+        run = run_stack(data, StackConfig(meta=meta, thresholds=thresholds))
+        out[meta] = {
+            "seconds": round(time.perf_counter() - start, 2),
+            "nested_cv_seconds": round(run.result.seconds, 2),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=17_000)
