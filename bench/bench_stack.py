@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Literal
 
 import numpy as np
 
@@ -45,7 +46,10 @@ def synthetic_sets(n: int, n_test: int, learners: int, seed: int = 0):
 
 
 def time_stacks(
-    metas: list[str], n: int = 17_000, learners: int = 10, thresholds: str = "nelder-mead"
+    metas: list[str],
+    n: int = 17_000,
+    learners: int = 10,
+    thresholds: Literal["nelder-mead", "optuna", "none"] = "nelder-mead",
 ) -> dict[str, dict[str, float]]:
     """Seconds of ``run_stack`` (total and nested CV) per meta-learner on synthetic OOF."""
     data = synthetic_sets(n, 3, learners)
