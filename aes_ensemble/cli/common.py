@@ -10,8 +10,9 @@ from rich.console import Console
 
 from aes_ensemble.workspace import Workspace
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: long lines (file paths) stay whole, so they can be copied; tables still fit.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 WorkdirOption = Annotated[
     Path,
