@@ -175,13 +175,16 @@ def quality_table(res: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+MAX_PROMPT_COLUMNS = 12  # ELLIPSE's 44 prompts make an unreadable table; the JSON has them
+
+
 def per_prompt_table(res: dict[str, Any]) -> list[str]:
     """Cross-fitted thresholded QWK per prompt (the ASAP protocol's view)."""
     first = next(iter(res["stacks"].values()))
     rows = {**first["learners"]}
     rows.update({f"stack `{m}`": s["stack"] for m, s in res["stacks"].items()})
     prompts = sorted(next(iter(rows.values())).get("per_prompt", {}), key=str)
-    if not prompts:
+    if not prompts or len(prompts) > MAX_PROMPT_COLUMNS:
         return []
     lines = [
         "| model | " + " | ".join(prompts) + " | mean |",
@@ -197,6 +200,18 @@ def per_prompt_table(res: dict[str, Any]) -> list[str]:
         cells = " | ".join(f"{v:.3f}" for v in values)
         lines.append(f"| human rater1 vs rater2 | {cells} | {sum(values) / len(values):.4f} |")
     return [*lines, ""]
+
+
+def best_lines(res: dict[str, Any]) -> list[str]:
+    """This run's best stack and best single learner (cross-fitted), beside the references."""
+    stacks = {m: s["stack"]["cross"] for m, s in res["stacks"].items()}
+    first = next(iter(res["stacks"].values()))
+    singles = {n: e["cross"] for n, e in first["learners"].items()}
+    meta, learner = max(stacks, key=stacks.__getitem__), max(singles, key=singles.__getitem__)
+    return [
+        f"- this run, best stack (`{meta}`, cross-fitted thresholds): {stacks[meta]:.4f}",
+        f"- this run, best single learner (`{learner}`, cross-fitted): {singles[learner]:.4f}",
+    ]
 
 
 TITLES = {
@@ -217,6 +232,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- machine: {results['machine']}",
         f"- command: `{results['command']}`",
         f"- peak memory (max RSS): {results['peak_rss_mib']:.0f} MiB",
+        *([f"- wall time: {results['seconds'] / 60:.1f} min"] if "seconds" in results else []),
         "",
     ]
     for dataset, res in results["datasets"].items():
@@ -225,7 +241,7 @@ def markdown(results: dict[str, Any]) -> str:
         if dataset == "asap":
             lines += ["Published means over the 8 prompts on the same split:", ""]
             lines += [f"- {k}: {v}" for k, v in PUBLISHED_ASAP.items()]
-            lines.append("")
+            lines += [*best_lines(res), ""]
     speed_results = results.get("speed")
     if speed_results:
         m = speed_results["metrics"]
@@ -281,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "datasets": {},
     }
+    started = time.perf_counter()
     texts: list[str] = []
     if args.ellipse:
         print("ELLIPSE (prompt-grouped 5 folds)", flush=True)
@@ -296,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         results["datasets"]["asap"]["human_human"] = human_agreement(args.asap)
     if not args.skip_speed:
         results["speed"] = speed(texts, args.ellipse)
+    results["seconds"] = round(time.perf_counter() - started, 1)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_json_atomic(args.out / "benchmarks.json", results)
     write_text_atomic(args.out / "benchmarks.md", markdown(results))
