@@ -31,7 +31,7 @@ def test_demo_runs_end_to_end_and_reruns_from_finished_folds(
 ) -> None:
     first = run_cli("demo", "--workdir", tmp_path)
     assert first.exit_code == 0, first.stderr
-    assert "stack_ridge" in first.stdout
+    assert "stack_nnls" in first.stdout
 
     submission = pl.read_csv(tmp_path / "submission.csv", schema_overrides={"essay_id": pl.String})
     test = read_essays(sample_path(TEST), role="test")
@@ -40,7 +40,7 @@ def test_demo_runs_end_to_end_and_reruns_from_finished_folds(
     assert levels <= {1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0}
     assert len(levels) > 1
 
-    stack = read_predictions(tmp_path / "oof" / "stack_ridge.parquet")
+    stack = read_predictions(tmp_path / "oof" / "stack_nnls.parquet")
     assert stack.meta.extra["models"] == ["ridge_tfidf", "lgbm"]
     for name in ("ridge_tfidf", "lgbm"):
         assert read_predictions(tmp_path / "oof" / f"{name}.parquet").meta.folds_hash == (
@@ -54,7 +54,7 @@ def test_demo_runs_end_to_end_and_reruns_from_finished_folds(
 
     second = run_cli("demo", "--workdir", tmp_path)
     assert second.exit_code == 0, second.stderr
-    assert read_predictions(tmp_path / "oof" / "stack_ridge.parquet").frame.equals(stack.frame)
+    assert read_predictions(tmp_path / "oof" / "stack_nnls.parquet").frame.equals(stack.frame)
 
 
 def test_demo_refuses_a_workspace_with_other_data(

@@ -10,6 +10,7 @@ import typer
 
 from aes_ensemble.cli.common import WorkdirOption, console, workspace
 from aes_ensemble.cli.stack_commands import print_leaderboard
+from aes_ensemble.demo import DEMO_META, run_demo
 
 
 def register(app: typer.Typer) -> None:
@@ -23,11 +24,10 @@ def demo(
             help="Comma-separated learner configs (default: ridge_tfidf,lgbm; +minilm on a GPU)."
         ),
     ] = None,
-    meta: Annotated[str, typer.Option(help="Meta-learner of the stack.")] = "ridge",
+    meta: Annotated[str, typer.Option(help="Meta-learner of the stack.")] = DEMO_META,
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Folds, CPU learners, stack with thresholds, leaderboard, submission.csv and a report."""
-    from aes_ensemble.demo import run_demo
 
     started = time.perf_counter()
     names = None if learners is None else [n.strip() for n in learners.split(",") if n.strip()]

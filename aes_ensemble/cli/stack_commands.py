@@ -63,7 +63,14 @@ def print_leaderboard(run: StackRun) -> None:
     s = run.summary
     weights = s.get("weights") or s.get("importances") or {}
     table = Table(title=f"{run.name}: QWK ({s['thresholds']} thresholds), {s['seconds']:.1f} s")
-    for column in ("learner", "plain", "thresholded", "cross-fitted", "95% CI (cross)", "weight"):
+    for column in (
+        "learner",
+        "plain",
+        "in-sample cuts",
+        "cross-fitted cuts",
+        "95% CI (cross)",
+        "weight",
+    ):
         table.add_column(column, justify="left" if column == "learner" else "right")
     entries = sorted(s["leaderboard"], key=lambda e: (e["role"] == "stack", -e["cross"]))
     for e in entries:
