@@ -35,7 +35,16 @@ class _PoorScoreRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
-class NonNegativeLinear(_PoorScoreRegressor):
+class _WeightedBlend(_PoorScoreRegressor):
+    """A blend whose fit sets ``coef_`` (one weight per column) and ``intercept_``."""
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, reset=False)
+        return X @ self.coef_ + self.intercept_
+
+
+class NonNegativeLinear(_WeightedBlend):
     """Least squares with non-negative weights (``scipy.optimize.nnls``) and a free intercept.
 
     Non-negative weights keep a blend interpretable and stable when base learners are highly
@@ -58,13 +67,8 @@ class NonNegativeLinear(_PoorScoreRegressor):
         self.coef_ = coef
         return self
 
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False)
-        return X @ self.coef_ + self.intercept_
 
-
-class HillClimbing(_PoorScoreRegressor):
+class HillClimbing(_WeightedBlend):
     """Caruana et al. (2004) ensemble selection with replacement.
 
     Starts from the best single column, then ``n_iter`` times adds (again, if it helps most) the
@@ -115,6 +119,7 @@ class HillClimbing(_PoorScoreRegressor):
             trace.append(float(scores[best]))
         self.counts_ = counts
         self.coef_ = counts / counts.sum()
+        self.intercept_ = 0.0
         self.picks_ = np.asarray(picks, dtype=np.int64)
         self.scores_ = np.asarray(trace)
         return self
@@ -146,24 +151,15 @@ class HillClimbing(_PoorScoreRegressor):
 
         return qwk_columns
 
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False)
-        return X @ self.coef_
 
-
-class MeanBlend(_PoorScoreRegressor):
+class MeanBlend(_WeightedBlend):
     """The plain average of the columns: the baseline every weighted stack must beat."""
 
     def fit(self, X: Any, y: Any) -> MeanBlend:
         X, _ = validate_data(self, X, y, y_numeric=True)
         self.coef_ = np.full(X.shape[1], 1.0 / X.shape[1])
+        self.intercept_ = 0.0
         return self
-
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False)
-        return X @ self.coef_
 
 
 class MajorityVote(_PoorScoreRegressor):
