@@ -228,6 +228,7 @@ def markdown(results: dict[str, Any]) -> str:
         "Every learner and stack is scored three ways on its out-of-fold predictions: plain",
         "rounding, cut points fitted on all OOF rows (optimistic), and cut points fitted on the",
         "other folds only (cross-fitted: the honest number). Seconds: fit time over all folds.",
+        "The transformer learner on a GPU (throughput, a MiniLM fine-tune) is in [gpu.md](gpu.md).",
         "",
         f"- machine: {results['machine']}",
         f"- command: `{results['command']}`",

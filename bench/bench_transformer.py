@@ -7,19 +7,22 @@ length-grouped batches (what the learner does), for a random-init deberta-v3-bas
 lengths come from the offline MiniLM WordPiece tokenizer: it splits English essays into about
 as many tokens as DeBERTa-v3's SentencePiece.
 
-With ``--attention auto`` the optional ``disentangled-flash`` package (fused Triton DeBERTa
-attention; ``pip install 'aes-ensemble[gpu]'``) is used where it is installed and works, and
-the eager Hugging Face attention otherwise; the path each phase ran is reported.
+``--attentions eager,flash`` times the eager Hugging Face attention and the optional
+``disentangled-flash`` kernels (fused Triton DeBERTa attention; ``pip install
+'aes-ensemble[gpu]'``) through the learner's own ``model.attention`` switch; a path that cannot
+run here is reported as skipped, with the reason, and a failing run as an error.
 
-GPU:  python -m bench.bench_transformer --model deberta-v3-base-shape --max-batches 200
+GPU:  python -m bench.bench_transformer --model deberta-v3-base-shape --max-batches 100
+      (bench/gpu_check.sh runs it with the learner's own checks; results: docs/gpu.md)
 CPU:  python -m bench.bench_transformer --smoke   (a tiny model: checks the script still runs)
-Epoch and inference seconds are extrapolated from the measured batches (batches come in random
-order, so a prefix is an unbiased sample).
+Epoch seconds are extrapolated from the timed batches, spread evenly over the epoch and timed
+after every padded width among them has run once.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
@@ -32,6 +35,8 @@ import polars as pl
 import torch
 from transformers import AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Model, PreTrainedModel
 
+from aes_ensemble.learners.transformer.attention import FUSED_PAD_MULTIPLE, use_attention
+from aes_ensemble.learners.transformer.config import MINILM_ALIAS
 from aes_ensemble.learners.transformer.data import (
     collate,
     encode,
@@ -87,47 +92,50 @@ def deberta_v3_config(
     return DebertaV2Config(**sizes, **DEBERTA_V3)
 
 
-def build_encoder(model: str, smoke: bool) -> PreTrainedModel:
+def build_encoder(model: str, model_path: str, smoke: bool) -> PreTrainedModel:
     """MiniLM with its weights, or a random deberta-v3-base shape (vocabulary 128,100; the
     smoke model keeps MiniLM's 30,522 so the WordPiece ids fit)."""
     if model == "minilm":
-        return AutoModel.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+        return AutoModel.from_pretrained(resolve_model_path(model_path))
     if smoke:
         return DebertaV2Model(deberta_v3_config(30_522, 32, 2, 2, 64))
     return DebertaV2Model(deberta_v3_config())
 
 
-def use_flash(encoder: PreTrainedModel, attention: str, training: bool) -> str:
-    """Swap in disentangled-flash attention where asked and possible; returns the path used."""
-    if attention == "eager" or not isinstance(encoder, DebertaV2Model):
-        return "eager"
-    if not torch.cuda.is_available():
-        return "eager (no GPU)"
+def inference_kernels(encoder: PreTrainedModel, device: torch.device, widths: list[int]) -> str:
+    """The package's inference-only kernels, their position tables prepared per padded width."""
+    if device.type != "cuda":
+        return "eager (no CUDA device)"
     try:
         import disentangled_flash
     except ImportError:
-        if attention == "flash":
-            raise SystemExit("--attention flash needs: pip install disentangled-flash") from None
-        return "eager (disentangled-flash not installed)"
-    enable = (
-        disentangled_flash.enable_deberta_training
-        if training
-        else disentangled_flash.enable_deberta_inference
-    )
-    try:
-        enable(encoder, backend="triton")
-    except Exception as exc:  # an unsupported shape or Triton version: keep eager
-        return f"eager (disentangled-flash failed: {type(exc).__name__}: {exc})"[:300]
-    swapped = type(encoder.encoder).__name__ == "DebertaV2OptimizedEncoder"
-    return "disentangled-flash" if swapped else "eager (disentangled-flash declined)"
+        return "eager (disentangled-flash is not installed)"
+    encoder.to(device).eval()
+    disentangled_flash.enable_deberta_inference(encoder, backend="triton", sequence_lengths=widths)
+    swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    return "disentangled-flash inference" if swapped else "eager (declined)"
 
 
 def fresh_model(
-    args: argparse.Namespace, device: torch.device, training: bool
+    encoder: PreTrainedModel,
+    attention: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_length: int,
+    widths: list[int],
 ) -> tuple[EssayScorer, str]:
-    torch.manual_seed(0)
-    encoder = build_encoder(args.model, args.smoke)
-    path = use_flash(encoder, args.attention, training)
+    """A copy of the pristine ``encoder`` with the asked attention, and the path that runs.
+
+    ``eager`` and ``flash`` go through the learner's own ``model.attention`` switch (flash:
+    fused training kernels, also used to predict); ``flash-inference`` (prediction only) uses
+    the package's inference kernels, prepared for each padded width.
+    """
+    encoder = copy.deepcopy(encoder)
+    if attention == "flash-inference":
+        path = inference_kernels(encoder, device, widths)
+    else:
+        choice = "eager" if attention == "eager" else "auto"
+        path = use_attention(encoder, choice, device, dtype, max_length)  # type: ignore[arg-type]
     scorer = EssayScorer(encoder, ScoringHead("mean", encoder.config.hidden_size, 1))
     return scorer.to(device), path
 
@@ -144,55 +152,88 @@ def batches_for(
     return sorted_batches(lengths, batch_size)
 
 
+def spread(batches: list[np.ndarray], n: int | None) -> list[np.ndarray]:
+    """``n`` batches evenly spaced over the epoch (a prefix of the length-sorted inference
+    batches would hold only the longest essays)."""
+    if n is None or n >= len(batches):
+        return batches
+    return [batches[i] for i in np.unique(np.linspace(0, len(batches) - 1, n).round().astype(int))]
+
+
 def run_phase(
     args: argparse.Namespace,
+    encoder: PreTrainedModel,
     mode: str,
+    attention: str,
     sequences: list[list[int]],
     pad_id: int,
     device: torch.device,
     training: bool,
 ) -> dict[str, Any]:
-    """Time ``--max-batches`` batches (after ``--warmup``) of one mode, training or inference."""
-    model, path = fresh_model(args, device, training)
+    """Time ``--max-batches`` batches of one mode, training or inference, in steady state.
+
+    Every padded width among the timed batches runs once beforehand (with ``--warmup`` more
+    batches): the first batch of a new width pays for kernel selection or compilation, which
+    an epoch pays once per width, not once per batch. The fused paths pad widths to multiples
+    of 128, as the learner does. A fused path that cannot run here is reported as skipped.
+    """
     dtype = resolve_precision(args.precision, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5) if training else None
-    multiple = args.max_length if mode == "padded" else 8
+    fused = attention != "eager"
+    if mode == "padded":
+        multiple = args.max_length
+    else:
+        multiple = max(args.pad_multiple, FUSED_PAD_MULTIPLE) if fused else args.pad_multiple
     batches = batches_for(mode, [len(s) for s in sequences], args.batch_size, training)
-    measured = batches[args.warmup : args.warmup + (args.max_batches or len(batches))]
+    timed = spread(batches, args.max_batches)
+    padded = [collate([sequences[r] for r in rows], pad_id, multiple) for rows in timed]
+    widths = sorted({int(b["input_ids"].shape[1]) for b in padded})
+    model, path = fresh_model(encoder, attention, device, dtype, args.max_length, widths)
+    run: dict[str, Any] = {
+        "phase": "train" if training else "inference",
+        "mode": mode,
+        "attention": path,
+    }
+    if fused and not path.startswith("disentangled-flash"):
+        return {**run, "skipped": True}
+    optimizer = (
+        torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
+        if training
+        else None
+    )
+    per_width = {int(b["input_ids"].shape[1]): b for b in padded}
+    warmup = [per_width[w] for w in widths] + padded[: args.warmup]
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     model.train(training)
-    essays = real_tokens = padded_tokens = 0
-    started = 0.0
-    for i, rows in enumerate(batches[: args.warmup + len(measured)]):
-        if i == args.warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            started = time.perf_counter()
-        batch = {
-            k: v.to(device)
-            for k, v in collate([sequences[r] for r in rows], pad_id, multiple).items()
-        }
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        if path == "disentangled-flash inference":
+            model.encoder.encoder.activate_shape(int(batch["input_ids"].shape[1]))
         with torch.set_grad_enabled(training), autocast(device, dtype):
-            out = model(**batch)
+            out = model(**{k: v.to(device) for k, v in batch.items()})
         if optimizer is not None:
-            loss = out.float().pow(2).mean()
-            loss.backward()
+            out.float().pow(2).mean().backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        if i >= args.warmup:
-            essays += len(rows)
-            real_tokens += int(batch["attention_mask"].sum())
-            padded_tokens += batch["attention_mask"].numel()
+
+    for batch in warmup:
+        step(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for batch in padded:
+        step(batch)
+    essays = sum(len(rows) for rows in timed)
+    real_tokens = sum(int(b["attention_mask"].sum()) for b in padded)
+    padded_tokens = sum(b["attention_mask"].numel() for b in padded)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     return {
-        "phase": "train" if training else "inference",
-        "mode": mode,
-        "attention": path,
-        "batches": len(measured),
+        **run,
+        "batches": len(timed),
+        "widths": len(widths),
         "essays_per_s": essays / seconds,
         "tokens_per_s": real_tokens / seconds,
         "padded_tokens_per_s": padded_tokens / seconds,
@@ -209,13 +250,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--model", choices=["deberta-v3-base-shape", "minilm"], default="deberta-v3-base-shape"
     )
+    parser.add_argument(
+        "--model-path", default=MINILM_ALIAS, help="MiniLM's folder (default: the installed copy)"
+    )
+    parser.add_argument(
+        "--tokenizer", default=MINILM_ALIAS, help="tokenizer that measures essay lengths"
+    )
     parser.add_argument("--essays", type=int, default=17_307)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    parser.add_argument("--attention", choices=["auto", "eager", "flash"], default="auto")
+    parser.add_argument(
+        "--attentions",
+        default="eager,flash",
+        help="comma-separated: eager, flash (fused training kernels, also to predict), "
+        "flash-inference (the package's inference kernels)",
+    )
     parser.add_argument("--modes", default="padded,dynamic", help="padded, dynamic or both")
     parser.add_argument("--phases", default="train,inference")
+    parser.add_argument(
+        "--pad-multiple", type=int, default=8, help="dynamic mode pads to a multiple of this"
+    )
     parser.add_argument("--max-batches", type=int, default=None, help="batches timed per mode")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--data", type=Path, default=None, help="a CSV with a full_text column")
@@ -229,11 +284,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.max_length = min(args.max_length, 512)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
     texts = essay_texts(args.data)
     picked = np.random.default_rng(0).choice(len(texts), size=args.essays, replace=True)
     sequences = encode(tokenizer, [texts[i] for i in picked], args.max_length, 0.25)
     lengths = np.asarray([len(s) for s in sequences])
+    torch.manual_seed(0)
+    encoder = build_encoder(args.model, args.model_path, args.smoke)
     results: dict[str, Any] = {
         "model": args.model,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -246,15 +303,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "truncated_fraction": float((lengths >= args.max_length).mean()),
         "runs": [],
     }
+    pad_id = int(tokenizer.pad_token_id or 0)
     for phase in args.phases.split(","):
-        for mode in args.modes.split(","):
-            run = run_phase(
-                args, mode, sequences, int(tokenizer.pad_token_id or 0), device, phase == "train"
-            )
-            results["runs"].append(run)
-            print(json.dumps(run), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        for attention in args.attentions.split(","):
+            if attention == "flash-inference" and phase == "train":
+                continue
+            for mode in args.modes.split(","):
+                try:
+                    run = run_phase(
+                        args, encoder, mode, attention, sequences, pad_id, device, phase == "train"
+                    )
+                except Exception as exc:  # out of memory, a kernel that fails: keep the rest
+                    message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    run = {"phase": phase, "mode": mode, "attention": attention, "error": message}
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                results["runs"].append(run)
+                print(json.dumps(run), flush=True)
+                if args.out:  # after every run, so a run cut short keeps what it measured
+                    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}))
     return results
 

@@ -14,13 +14,19 @@ import polars as pl
 import pytest
 import torch
 import torch.distributed as dist
-from transformers import AutoTokenizer, DebertaV2Model, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, DebertaV2Model, PreTrainedTokenizerBase
 
 from aes_ensemble.config import load_config, validate
 from aes_ensemble.data import Essays, read_essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.learners.base import learner_class
 from aes_ensemble.learners.transformer import TransformerConfig, TransformerLearner
+from aes_ensemble.learners.transformer.attention import (
+    FLASH,
+    FUSED_PAD_MULTIPLE,
+    pad_multiple,
+    use_attention,
+)
 from aes_ensemble.learners.transformer.data import (
     collate,
     encode,
@@ -359,8 +365,52 @@ def test_minilm_fine_tune_lowers_the_loss(train: Essays, valid: Essays) -> None:
 
 def test_bench_smoke_runs_and_dynamic_padding_pads_less() -> None:
     results = bench_transformer.main(["--smoke"])
-    runs = {(r["phase"], r["mode"]): r for r in results["runs"]}
-    assert set(runs) == {(p, m) for p in ("train", "inference") for m in ("padded", "dynamic")}
-    for run in runs.values():
+    eager = {(r["phase"], r["mode"]): r for r in results["runs"] if r["attention"] == "eager"}
+    assert set(eager) == {(p, m) for p in ("train", "inference") for m in ("padded", "dynamic")}
+    for run in eager.values():
         assert run["essays_per_s"] > 0 and run["tokens_per_s"] > 0
-    assert runs["train", "dynamic"]["pad_fraction"] < runs["train", "padded"]["pad_fraction"]
+    assert eager["train", "dynamic"]["pad_fraction"] < eager["train", "padded"]["pad_fraction"]
+    fused = [r for r in results["runs"] if r["attention"] != "eager"]
+    assert len(fused) == 4 and all(r["skipped"] for r in fused)  # no CUDA here, reason given
+    assert all(r["attention"].startswith("eager (") for r in fused)
+
+
+def test_fused_attention_falls_back_to_eager_with_the_reason(tiny_dir: Path) -> None:
+    """``auto`` keeps eager where the fused kernels cannot run; ``flash`` says why it can't."""
+    cpu = torch.device("cpu")
+    deberta = DebertaV2Model.from_pretrained(tiny_dir)
+    before = {k: v.clone() for k, v in deberta.state_dict().items()}
+    path = use_attention(deberta, "auto", cpu, torch.float32, 64)
+    assert path == "eager (no CUDA device)"
+    assert type(deberta.encoder).__name__ == "DebertaV2Encoder"
+    assert all(torch.equal(before[k], v) for k, v in deberta.state_dict().items())
+    assert use_attention(deberta, "eager", cpu, torch.float32, 64) == "eager"
+    with pytest.raises(AesError, match="attention=flash: no CUDA device"):
+        use_attention(deberta, "flash", cpu, torch.float32, 64)
+    minilm = AutoModel.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    assert use_attention(minilm, "auto", cpu, torch.float32, 64) == (
+        "eager (bert is not a DeBERTa encoder)"
+    )
+
+
+def test_learner_records_the_attention_path(fitted: TransformerLearner) -> None:
+    assert fitted.meta["attention"] == "eager"  # the default; auto would say why not fused
+    assert fitted.meta["pad_to_multiple_of"] == fitted.config.train.pad_to_multiple_of
+    # The fused kernels compile once per width, so their widths come in coarse steps.
+    assert pad_multiple(FLASH, 8) == FUSED_PAD_MULTIPLE and pad_multiple(FLASH, 256) == 256
+    assert pad_multiple("eager (no CUDA device)", 8) == 8
+
+
+def test_half_precision_inference_keeps_the_head_in_fp32(
+    fitted: TransformerLearner, valid: Essays
+) -> None:
+    """A bf16 head would round every output to bf16's 8 bits; the fp32 head keeps them finer."""
+    model = fitted._inference_model(torch.bfloat16, torch.device("cpu"))
+    assert next(model.encoder.parameters()).dtype == torch.bfloat16
+    assert next(model.head.parameters()).dtype == torch.float32
+    assert next(fitted.model.parameters()).dtype == torch.float32  # the fp32 weights intact
+    outputs = fitted._outputs(model, fitted._sequences(valid), torch.device("cpu"), torch.bfloat16)[
+        :, 0
+    ]
+    in_bf16 = torch.as_tensor(outputs).to(torch.bfloat16).double().numpy()
+    assert np.mean(outputs != in_bf16) > 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +56,8 @@ def fit_base(
     progress: Annotated[bool, typer.Option(help="Show the progress display.")] = True,
 ) -> None:
     """Fit base learner NAME on each fold; finished folds with the same config are skipped."""
+    if not progress:  # also the Hugging Face loading and saving bars (read when they load)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     summary = fit_learner(
         workspace(workdir),
         name,

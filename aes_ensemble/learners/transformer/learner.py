@@ -22,6 +22,7 @@ from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, write_json_atomic
 from aes_ensemble.learners.base import Learner, Prediction, register
+from aes_ensemble.learners.transformer.attention import pad_multiple, use_attention
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS, TransformerConfig
 from aes_ensemble.learners.transformer.data import encode
 from aes_ensemble.learners.transformer.distributed import is_main_process
@@ -84,6 +85,7 @@ class TransformerLearner(Learner):
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.meta: dict[str, Any] = {}
         self._half: tuple[torch.dtype, EssayScorer] | None = None
+        self._pad_multiple = config.train.pad_to_multiple_of
 
     # -- targets and outputs -------------------------------------------------------------------
 
@@ -128,6 +130,17 @@ class TransformerLearner(Learner):
 
     # -- fit -----------------------------------------------------------------------------------
 
+    def _use_attention(self, dtype: torch.dtype) -> str:
+        """Apply ``model.attention`` to the encoder; fused kernels also coarsen padded widths."""
+        assert self.model is not None
+        cfg = self.config
+        device = resolve_device(cfg.train.device)
+        path = use_attention(
+            self.model.encoder, cfg.model.attention, device, dtype, cfg.model.max_length
+        )
+        self._pad_multiple = pad_multiple(path, cfg.train.pad_to_multiple_of)
+        return path
+
     def _sequences(self, essays: Essays) -> list[list[int]]:
         assert self.tokenizer is not None
         section = self.config.model
@@ -154,6 +167,7 @@ class TransformerLearner(Learner):
             ) from None
         self._half = None
         device = resolve_device(cfg.train.device)
+        attention = self._use_attention(resolve_precision(cfg.train.precision, device))
         scored_valid = valid if valid is not None and valid.has_scores and len(valid) else None
         valid_sequences = None if scored_valid is None else self._sequences(scored_valid)
 
@@ -170,7 +184,12 @@ class TransformerLearner(Learner):
         result = train_scorer(
             self.model,
             data,
-            cfg.train,
+            cfg.train.model_copy(
+                update={
+                    "pad_to_multiple_of": self._pad_multiple,
+                    "progress_bar": cfg.train.progress_bar and self.progress,
+                }
+            ),
             seed=cfg.seed,
             device=device,
             pad_id=self._pad_id(),
@@ -183,6 +202,8 @@ class TransformerLearner(Learner):
             "head": cfg.model.head,
             "pooling": cfg.model.pooling,
             "loss": cfg.model.loss,
+            "attention": attention,
+            "pad_to_multiple_of": self._pad_multiple,
             "history": result.history,
             "best_epoch": result.best_epoch,
             "best_qwk": result.best_qwk,
@@ -230,18 +251,22 @@ class TransformerLearner(Learner):
             sequences,
             batch_size=self.config.predict.batch_size,
             pad_id=self._pad_id(),
-            pad_to_multiple_of=self.config.train.pad_to_multiple_of,
+            pad_to_multiple_of=self._pad_multiple,
             device=device,
             dtype=dtype,
         )
 
     def _inference_model(self, dtype: torch.dtype, device: torch.device) -> EssayScorer:
-        """The fp32 model, or a cached copy cast to ``dtype`` (the fp32 weights stay intact)."""
+        """The fp32 model, or a cached copy whose encoder is cast to ``dtype`` (the fp32 weights
+        stay intact; the small head stays fp32 so scores keep their resolution)."""
         assert self.model is not None
         if dtype == torch.float32:
             return self.model.to(device)
         if self._half is None or self._half[0] != dtype:
-            self._half = (dtype, copy.deepcopy(self.model).to(device=device, dtype=dtype))
+            half = copy.deepcopy(self.model).to(device)
+            encoder: torch.nn.Module = half.encoder
+            encoder.to(dtype=dtype)
+            self._half = (dtype, half)
         return self._half[1]
 
     def _predict(self, essays: Essays, dtype: torch.dtype) -> Prediction:
@@ -304,4 +329,6 @@ class TransformerLearner(Learner):
         )
         head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         learner.model = EssayScorer(encoder, head)
+        device = resolve_device(config.train.device)
+        learner._use_attention(resolve_precision(config.predict.dtype, device))
         return learner

@@ -92,7 +92,10 @@ class EssayScorer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(hidden, attention_mask).float()
+        # Pooling and head in fp32, outside autocast: a bf16 head output would quantise scores
+        # to about 0.01 of a point, and it costs nothing next to the encoder.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.head(hidden.float(), attention_mask)
 
 
 def load_encoder(path: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:

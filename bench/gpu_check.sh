@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU checks of the transformer learner, one part per call of a short-lived GPU machine.
+#
+#   bench/gpu_check.sh deberta ASSETS OUT
+#       Throughput of a random-init deberta-v3-base shape on real essay lengths: eager vs
+#       disentangled-flash attention, padding to 1024 vs length-grouped dynamic padding. Then the
+#       learner itself on ELLIPSE fold 0 for one epoch from random weights, eager and fused (its
+#       own loop's speed, and each path through save, load and half-precision predict; not
+#       quality).
+#   bench/gpu_check.sh minilm ASSETS OUT
+#       MiniLM throughput, then a real 5-fold fine-tune on ELLIPSE and its OOF QWK.
+#
+# ASSETS: ellipse.csv.gz (ELLIPSE_Final_github_test.csv), folds.csv and folds.json of the
+# benchmark's ELLIPSE workspace (so the OOF stacks with the CPU learners' OOF), and minilm/ (the
+# MiniLM folder; its weights are needed by the minilm part only). Results land in OUT.
+# Besides torch and transformers the machine needs the package's own dependencies (polars,
+# pydantic, typer) and, for the fused path, disentangled-flash; docs/gpu.md says how they
+# travelled to a machine with no package index.
+set -euo pipefail
+part=$1
+assets=$(realpath "$2")
+out=$(realpath "$3")
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+python3 -c 'import sys, torch, transformers, triton; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "triton", triton.__version__, torch.cuda.get_device_name())' | tee -a "$out/env.txt"
+
+scratch=$(mktemp -d)
+gunzip -c "$assets/ellipse.csv.gz" >"$scratch/ellipse.csv"
+ws=$scratch/ellipse
+mkdir -p "$ws/configs"
+cp "$assets/folds.csv" "$assets/folds.json" "$ws/"
+printf 'train: %s\nformat: ellipse\n' "$scratch/ellipse.csv" >"$ws/configs/data.yaml"
+aes() { python3 -m aes_ensemble.cli.main "$@"; }
+
+case $part in
+deberta)
+    python3 -m bench.bench_transformer --model deberta-v3-base-shape \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
+        --attentions eager,flash,flash-inference --out "$out/deberta.json"
+    python3 - "$assets/minilm" "$scratch/deberta-random" <<'PY'
+import sys
+
+from transformers import AutoTokenizer, DebertaV2Model
+
+from bench.bench_transformer import deberta_v3_config
+
+DebertaV2Model(deberta_v3_config()).save_pretrained(sys.argv[2])
+AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
+PY
+    for attention in eager flash; do
+        aes fit-base deberta --fold 0 -w "$ws" --no-progress train.epochs=1 \
+            model.pretrained_model_name_or_path="$scratch/deberta-random" \
+            model.attention=$attention 2>&1 | tee "$out/deberta_fit_$attention.log"
+        cp "$ws/base_models/deberta/fold_0/learner.json" "$out/deberta_learner_$attention.json"
+    done
+    ;;
+minilm)
+    python3 -m bench.bench_transformer --model minilm --model-path "$assets/minilm" \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 60 \
+        --attentions eager --out "$out/minilm.json"
+    aes fit-base minilm -w "$ws" --no-progress \
+        model.pretrained_model_name_or_path="$assets/minilm" 2>&1 | tee "$out/minilm_fit.log"
+    cp "$ws/oof/minilm.parquet" "$out/"
+    python3 - "$ws" "$out/minilm_learners.json" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+folds = sorted(Path(sys.argv[1], "base_models", "minilm").glob("fold_*/learner.json"))
+merged = {p.parent.name: json.loads(p.read_text()) for p in folds}
+Path(sys.argv[2]).write_text(json.dumps(merged, indent=2))
+PY
+    ;;
+*)
+    echo "usage: bench/gpu_check.sh deberta|minilm ASSETS OUT" >&2
+    exit 2
+    ;;
+esac
