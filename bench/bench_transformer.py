@@ -192,6 +192,8 @@ def run_phase(
         "phase": "train" if training else "inference",
         "mode": mode,
         "attention": path,
+        "batch_size": args.batch_size,
+        "compiled": args.compile,
     }
     if fused and not path.startswith("disentangled-flash"):
         return {**run, "skipped": True}
@@ -200,6 +202,7 @@ def run_phase(
         if training
         else None
     )
+    forward = torch.compile(model, dynamic=True) if args.compile else model
     per_width = {int(b["input_ids"].shape[1]): b for b in padded}
     warmup = [per_width[w] for w in widths] + padded[: args.warmup]
     if device.type == "cuda":
@@ -211,7 +214,7 @@ def run_phase(
         if path == "disentangled-flash inference":
             model.encoder.encoder.activate_shape(int(batch["input_ids"].shape[1]))
         with torch.set_grad_enabled(training), autocast(device, dtype):
-            out = model(**{k: v.to(device) for k, v in batch.items()})
+            out = forward(**{k: v.to(device) for k, v in batch.items()})
         if optimizer is not None:
             out.float().pow(2).mean().backward()
             optimizer.step()
@@ -272,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--pad-multiple", type=int, default=8, help="dynamic mode pads to a multiple of this"
     )
     parser.add_argument("--max-batches", type=int, default=None, help="batches timed per mode")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile(dynamic=True) the model first"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--data", type=Path, default=None, help="a CSV with a full_text column")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")

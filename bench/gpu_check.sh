@@ -3,10 +3,10 @@
 #
 #   bench/gpu_check.sh deberta ASSETS OUT
 #       Throughput of a random-init deberta-v3-base shape on real essay lengths: eager vs
-#       disentangled-flash attention, padding to 1024 vs length-grouped dynamic padding. Then the
-#       learner itself on ELLIPSE fold 0 for one epoch from random weights, eager and fused (its
-#       own loop's speed, and each path through save, load and half-precision predict; not
-#       quality).
+#       disentangled-flash attention, padding to 1024 vs length-grouped dynamic padding, and the
+#       levers not yet in the learner (torch.compile, batch 32). Then the learner itself on
+#       ELLIPSE fold 0 for one epoch from random weights, eager and fused (its own loop's speed,
+#       and each path through save, load and half-precision predict; not quality).
 #   bench/gpu_check.sh minilm ASSETS OUT
 #       MiniLM throughput, then a real 5-fold fine-tune on ELLIPSE and its OOF QWK.
 #
@@ -37,6 +37,13 @@ deberta)
     python3 -m bench.bench_transformer --model deberta-v3-base-shape \
         --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
         --attentions eager,flash,flash-inference --out "$out/deberta.json"
+    # Levers toward a 60 s epoch, on the learner's batches: compiled, and twice the batch.
+    python3 -m bench.bench_transformer --model deberta-v3-base-shape --compile \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
+        --phases train --modes dynamic --attentions eager,flash --out "$out/deberta_compiled.json"
+    python3 -m bench.bench_transformer --model deberta-v3-base-shape --batch-size 32 \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 50 \
+        --phases train --modes dynamic --attentions eager,flash --out "$out/deberta_batch32.json"
     python3 - "$assets/minilm" "$scratch/deberta-random" <<'PY'
 import sys
 
@@ -50,7 +57,7 @@ PY
     for attention in eager flash; do
         aes fit-base deberta --fold 0 -w "$ws" --no-progress train.epochs=1 \
             model.pretrained_model_name_or_path="$scratch/deberta-random" \
-            model.attention=$attention 2>&1 | tee "$out/deberta_fit_$attention.log"
+            model.attention=$attention
         cp "$ws/base_models/deberta/fold_0/learner.json" "$out/deberta_learner_$attention.json"
     done
     ;;
@@ -59,7 +66,7 @@ minilm)
         --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 60 \
         --attentions eager --out "$out/minilm.json"
     aes fit-base minilm -w "$ws" --no-progress \
-        model.pretrained_model_name_or_path="$assets/minilm" 2>&1 | tee "$out/minilm_fit.log"
+        model.pretrained_model_name_or_path="$assets/minilm"
     cp "$ws/oof/minilm.parquet" "$out/"
     python3 - "$ws" "$out/minilm_learners.json" <<'PY'
 import json
