@@ -33,6 +33,7 @@ from aes_ensemble.learners.transformer.model import EssayScorer, parameter_group
 from aes_ensemble.learners.transformer.tracking import make_tracker
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LOSS_DISPLAY_STEPS = 20  # the progress bar's running loss, read from the device this often
 Evaluate = Callable[[EssayScorer, torch.dtype], float]
 
 
@@ -158,7 +159,9 @@ def train_scorer(
                 epoch_number += 1
                 ddp_model.train()
                 started = time.perf_counter()
-                loss_sum, tokens, seen = 0.0, 0, 0
+                # The loss stays on the device: reading it every step would make the CPU wait
+                # for the GPU, and a model this size needs the CPU to run ahead.
+                loss_sum, tokens, seen = torch.zeros((), device=device), 0, 0
                 bar = tqdm(
                     batches,
                     desc=f"{stage.name} epoch {epoch_number}",
@@ -173,6 +176,7 @@ def train_scorer(
                     batch = collate(
                         [data.sequences[r] for r in rows], pad_id, train.pad_to_multiple_of
                     )
+                    tokens += int(batch["attention_mask"].sum())
                     batch = {k: v.to(device) for k, v in batch.items()}
                     targets = data.targets[rows].to(device)
                     # Under DDP, gradients are all-reduced only on the window's last micro-batch.
@@ -183,8 +187,7 @@ def train_scorer(
                         loss = loss_fn(outputs.float(), targets)
                         scaler.scale(loss / window).backward()
 
-                    loss_sum += loss.item() * len(rows)
-                    tokens += int(batch["attention_mask"].sum())
+                    loss_sum += loss.detach() * len(rows)
                     seen += len(rows)
                     if not last_of_window:
                         continue
@@ -197,7 +200,8 @@ def train_scorer(
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     optimizer_steps += 1
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+                    if optimizer_steps % LOSS_DISPLAY_STEPS == 0 and not bar.disable:
+                        bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}")
                     if train.max_steps is not None and optimizer_steps >= train.max_steps:
                         break
                 bar.close()
@@ -208,7 +212,7 @@ def train_scorer(
                 record = {
                     "stage": stage.name,
                     "epoch": epoch_number,
-                    "train_loss": loss_sum / max(seen, 1),
+                    "train_loss": loss_sum.item() / max(seen, 1),
                     "valid_qwk": qwk,
                     "optimizer_steps": optimizer_steps,
                     "seconds": seconds,
