@@ -10,12 +10,11 @@
 #   bench/gpu_check.sh minilm ASSETS OUT
 #       MiniLM throughput, then a real 5-fold fine-tune on ELLIPSE and its OOF QWK.
 #
-# ASSETS: ellipse.csv.gz (ELLIPSE_Final_github_test.csv), folds.csv and folds.json of the
-# benchmark's ELLIPSE workspace (so the OOF stacks with the CPU learners' OOF), and minilm/ (the
-# MiniLM folder; its weights are needed by the minilm part only). Results land in OUT.
-# Besides torch and transformers the machine needs the package's own dependencies (polars,
-# pydantic, typer) and, for the fused path, disentangled-flash; docs/gpu.md says how they
-# travelled to a machine with no package index.
+# ASSETS: the folder bench/gpu_assets.sh builds (.gpu/): ellipse.csv.gz, the benchmark's ELLIPSE
+# folds.csv and folds.json (so the OOF stacks with the CPU learners' OOF), and minilm/. Results
+# land in OUT. Besides torch and transformers the machine needs the package's own dependencies
+# and, for the fused path, disentangled-flash: the wheels in .whl/ (docs/gpu.md, "Running the
+# checks again").
 set -euo pipefail
 part=$1
 assets=$(realpath "$2")
