@@ -116,6 +116,21 @@ def inference_kernels(encoder: PreTrainedModel, device: torch.device, widths: li
     return "disentangled-flash inference" if swapped else "eager (declined)"
 
 
+def autotuned_kernels(encoder: PreTrainedModel, device: torch.device) -> str:
+    """The fused training kernels with launch configs benchmarked at run time, per shape (the
+    package's saved profiles are for other torch and Triton versions than a machine may have)."""
+    if device.type != "cuda":
+        return "eager (no CUDA device)"
+    try:
+        import disentangled_flash
+    except ImportError:
+        return "eager (disentangled-flash is not installed)"
+    tuning = disentangled_flash.KernelTuningOptions(mode="autotune")
+    disentangled_flash.enable_deberta_training(encoder, backend="triton", tuning=tuning)
+    swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    return "disentangled-flash autotuned" if swapped else "eager (declined)"
+
+
 def fresh_model(
     encoder: PreTrainedModel,
     attention: str,
@@ -127,12 +142,15 @@ def fresh_model(
     """A copy of the pristine ``encoder`` with the asked attention, and the path that runs.
 
     ``eager`` and ``flash`` go through the learner's own ``model.attention`` switch (flash:
-    fused training kernels, also used to predict); ``flash-inference`` (prediction only) uses
-    the package's inference kernels, prepared for each padded width.
+    fused training kernels, also used to predict); ``flash-autotune`` the same kernels tuned at
+    run time; ``flash-inference`` (prediction only) the package's inference kernels, prepared
+    for each padded width.
     """
     encoder = copy.deepcopy(encoder)
     if attention == "flash-inference":
         path = inference_kernels(encoder, device, widths)
+    elif attention == "flash-autotune":
+        path = autotuned_kernels(encoder, device)
     else:
         choice = "eager" if attention == "eager" else "auto"
         path = use_attention(encoder, choice, device, dtype, max_length)  # type: ignore[arg-type]
@@ -267,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--attentions",
         default="eager,flash",
         help="comma-separated: eager, flash (fused training kernels, also to predict), "
-        "flash-inference (the package's inference kernels)",
+        "flash-autotune (the same, tuned at run time), flash-inference (the package's "
+        "inference kernels)",
     )
     parser.add_argument("--modes", default="padded,dynamic", help="padded, dynamic or both")
     parser.add_argument("--phases", default="train,inference")

@@ -4,9 +4,10 @@
 #   bench/gpu_check.sh deberta ASSETS OUT
 #       Throughput of a random-init deberta-v3-base shape on real essay lengths: eager vs
 #       disentangled-flash attention, padding to 1024 vs length-grouped dynamic padding, and the
-#       levers not yet in the learner (torch.compile, batch 32). Then the learner itself on
-#       ELLIPSE fold 0 for one epoch from random weights, eager and fused (its own loop's speed,
-#       and each path through save, load and half-precision predict; not quality).
+#       levers not yet in the learner (torch.compile, batch 32, kernels tuned at run time).
+#       Then the learner itself on ELLIPSE fold 0 for one epoch from random weights, eager and
+#       fused (its own loop's speed, and each path through save, load and half-precision
+#       predict; not quality). Seven result files, plus whatever log the caller keeps.
 #   bench/gpu_check.sh minilm ASSETS OUT
 #       MiniLM throughput, then a real 5-fold fine-tune on ELLIPSE and its OOF QWK.
 #
@@ -43,6 +44,10 @@ deberta)
     python3 -m bench.bench_transformer --model deberta-v3-base-shape --batch-size 32 \
         --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 50 \
         --phases train --modes dynamic --attentions eager,flash --out "$out/deberta_batch32.json"
+    timeout 180 python3 -m bench.bench_transformer --model deberta-v3-base-shape \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
+        --phases train --modes dynamic --attentions flash-autotune \
+        --out "$out/deberta_autotune.json" || echo "autotuned kernels: stopped or failed"
     python3 - "$assets/minilm" "$scratch/deberta-random" <<'PY'
 import sys
 
