@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The GPU checks of the transformer learner, one part per call of a short-lived GPU machine.
 #
-#   bench/gpu_check.sh deberta ASSETS OUT
+#   bench/gpu_check.sh deberta ASSETS OUT      (about 5 minutes on an H200)
 #       Throughput of a random-init deberta-v3-base shape on real essay lengths: eager vs
-#       disentangled-flash attention, padding to 1024 vs length-grouped dynamic padding, and the
-#       levers not yet in the learner (torch.compile, batch 32, kernels tuned at run time).
-#       Then the learner itself on ELLIPSE fold 0 for one epoch from random weights, eager and
-#       fused (its own loop's speed, and each path through save, load and half-precision
-#       predict; not quality). Seven result files, plus whatever log the caller keeps.
-#   bench/gpu_check.sh minilm ASSETS OUT
+#       disentangled-flash attention, padding to 1024 vs length-grouped dynamic padding. Then the
+#       learner itself on ELLIPSE fold 0 for one epoch from random weights, eager and fused (its
+#       own loop's speed, and each path through save, load and half-precision predict; not
+#       quality).
+#   bench/gpu_check.sh levers ASSETS OUT       (about 6 minutes)
+#       Training levers not yet in the learner: torch.compile, batch 32, fused kernels tuned at
+#       run time.
+#   bench/gpu_check.sh minilm ASSETS OUT       (about 2.5 minutes)
 #       MiniLM throughput, then a real 5-fold fine-tune on ELLIPSE and its OOF QWK.
+# A session's 15 minutes of device time hold two parts, with the machine's start and the call
+# that installs the wheels.
 #
 # ASSETS: the folder bench/gpu_assets.sh builds (.gpu/): ellipse.csv.gz, the benchmark's ELLIPSE
 # folds.csv and folds.json (so the OOF stacks with the CPU learners' OOF), and minilm/. Results
@@ -35,19 +39,8 @@ aes() { python3 -m aes_ensemble.cli.main "$@"; }
 case $part in
 deberta)
     python3 -m bench.bench_transformer --model deberta-v3-base-shape \
-        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 60 \
         --attentions eager,flash,flash-inference --out "$out/deberta.json"
-    # Levers toward a 60 s epoch, on the learner's batches: compiled, and twice the batch.
-    python3 -m bench.bench_transformer --model deberta-v3-base-shape --compile \
-        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
-        --phases train --modes dynamic --attentions eager,flash --out "$out/deberta_compiled.json"
-    python3 -m bench.bench_transformer --model deberta-v3-base-shape --batch-size 32 \
-        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 50 \
-        --phases train --modes dynamic --attentions eager,flash --out "$out/deberta_batch32.json"
-    timeout 180 python3 -m bench.bench_transformer --model deberta-v3-base-shape \
-        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 100 \
-        --phases train --modes dynamic --attentions flash-autotune \
-        --out "$out/deberta_autotune.json" || echo "autotuned kernels: stopped or failed"
     python3 - "$assets/minilm" "$scratch/deberta-random" <<'PY'
 import sys
 
@@ -64,6 +57,16 @@ PY
             model.attention=$attention
         cp "$ws/base_models/deberta/fold_0/learner.json" "$out/deberta_learner_$attention.json"
     done
+    ;;
+levers)
+    bench=(python3 -m bench.bench_transformer --model deberta-v3-base-shape --phases train
+        --modes dynamic --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv")
+    "${bench[@]}" --compile --max-batches 60 --attentions eager,flash \
+        --out "$out/deberta_compiled.json"
+    "${bench[@]}" --batch-size 32 --max-batches 30 --attentions eager,flash \
+        --out "$out/deberta_batch32.json"
+    timeout 150 "${bench[@]}" --max-batches 60 --attentions flash-autotune \
+        --out "$out/deberta_autotune.json" || echo "autotuned kernels: stopped or failed"
     ;;
 minilm)
     python3 -m bench.bench_transformer --model minilm --model-path "$assets/minilm" \
@@ -83,7 +86,7 @@ Path(sys.argv[2]).write_text(json.dumps(merged, indent=2))
 PY
     ;;
 *)
-    echo "usage: bench/gpu_check.sh deberta|minilm ASSETS OUT" >&2
+    echo "usage: bench/gpu_check.sh deberta|levers|minilm ASSETS OUT" >&2
     exit 2
     ;;
 esac
