@@ -35,8 +35,8 @@ class ModelSection(StrictModel):
     freeze_embeddings: bool = False
     gradient_checkpointing: bool = False
     # DeBERTa on a GPU: the Hugging Face eager attention (eager), the fused disentangled-flash
-    # kernels or an error (flash), or fused where installed and working (auto). Fused needs a
-    # third of the memory; on length-grouped batches it was no faster on an H200.
+    # kernels or an error (flash), or fused where installed and working (auto). Fused needs under
+    # a third of the memory; on length-grouped batches it was no faster on an H200.
     attention: Literal["auto", "eager", "flash"] = "eager"
 
 
