@@ -35,7 +35,12 @@ import polars as pl
 import torch
 from transformers import AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Model, PreTrainedModel
 
-from aes_ensemble.learners.transformer.attention import FUSED_PAD_MULTIPLE, use_attention
+from aes_ensemble.learners.transformer.attention import (
+    FLASH,
+    fused_unavailable,
+    pad_multiple,
+    use_attention,
+)
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS
 from aes_ensemble.learners.transformer.data import (
     collate,
@@ -104,12 +109,10 @@ def build_encoder(model: str, model_path: str, smoke: bool) -> PreTrainedModel:
 
 def inference_kernels(encoder: PreTrainedModel, device: torch.device, widths: list[int]) -> str:
     """The package's inference-only kernels, their position tables prepared per padded width."""
-    if device.type != "cuda":
-        return "eager (no CUDA device)"
-    try:
-        import disentangled_flash
-    except ImportError:
-        return "eager (disentangled-flash is not installed)"
+    if reason := fused_unavailable(encoder, device):
+        return f"eager ({reason})"
+    import disentangled_flash
+
     encoder.to(device).eval()
     disentangled_flash.enable_deberta_inference(encoder, backend="triton", sequence_lengths=widths)
     swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
@@ -119,12 +122,10 @@ def inference_kernels(encoder: PreTrainedModel, device: torch.device, widths: li
 def autotuned_kernels(encoder: PreTrainedModel, device: torch.device) -> str:
     """The fused training kernels with launch configs benchmarked at run time, per shape (the
     package's saved profiles are for other torch and Triton versions than a machine may have)."""
-    if device.type != "cuda":
-        return "eager (no CUDA device)"
-    try:
-        import disentangled_flash
-    except ImportError:
-        return "eager (disentangled-flash is not installed)"
+    if reason := fused_unavailable(encoder, device):
+        return f"eager ({reason})"
+    import disentangled_flash
+
     tuning = disentangled_flash.KernelTuningOptions(mode="autotune")
     disentangled_flash.enable_deberta_training(encoder, backend="triton", tuning=tuning)
     swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
@@ -199,8 +200,8 @@ def run_phase(
     fused = attention != "eager"
     if mode == "padded":
         multiple = args.max_length
-    else:
-        multiple = max(args.pad_multiple, FUSED_PAD_MULTIPLE) if fused else args.pad_multiple
+    else:  # the learner's rule for the path it would run
+        multiple = pad_multiple(FLASH if fused else attention, args.pad_multiple)
     batches = batches_for(mode, [len(s) for s in sequences], args.batch_size, training)
     timed = spread(batches, args.max_batches)
     padded = [collate([sequences[r] for r in rows], pad_id, multiple) for rows in timed]

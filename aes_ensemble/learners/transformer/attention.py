@@ -29,7 +29,7 @@ FLASH = "disentangled-flash"
 FUSED_PAD_MULTIPLE = 128
 
 
-def _unavailable(encoder: PreTrainedModel, device: torch.device) -> str | None:
+def fused_unavailable(encoder: PreTrainedModel, device: torch.device) -> str | None:
     """Why the fused path cannot run here, or None when it can be tried."""
     if encoder.config.model_type not in ("deberta-v2", "deberta"):
         return f"{encoder.config.model_type} is not a DeBERTa encoder"
@@ -88,7 +88,7 @@ def use_attention(
     """
     if choice == "eager":
         return "eager"
-    reason = _unavailable(encoder, device) or _probe(encoder, device, dtype, max_length)
+    reason = fused_unavailable(encoder, device) or _probe(encoder, device, dtype, max_length)
     if reason is None and _swap(encoder):
         return FLASH
     reason = reason or f"{FLASH} declined this model"
