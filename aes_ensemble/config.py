@@ -112,9 +112,11 @@ def validate(model: type[M], data: Mapping[str, Any], *, path: str | Path | None
             message = f"unknown key{did_you_mean(loc[-1], valid)}"
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif error["type"] == "value_error":  # a validator's own sentence says what to change
+            message = str(error["ctx"]["error"])
         else:
             message = f"{error['msg']} (got {error.get('input')!r})"
-        raise AesError(message, path=path, key=dotted) from None
+        raise AesError(message, path=path, key=dotted or None) from None
 
 
 def load_config(

@@ -1,7 +1,8 @@
 """Training and inference throughput of the transformer learner on real essay lengths.
 
 Compares padding every essay to ``--max-length`` (the naive way) against dynamic padding with
-length-grouped batches (what the learner does), for a random-init deberta-v3-base-shaped model
+length-grouped batches (what the learner does) and, with the fused kernels, the same batches
+packed without padding (``model.padding_free``), for a random-init deberta-v3-base-shaped model
 (no weights needed) or the offline MiniLM. Essays are ELLIPSE texts resampled to ``--essays``
 (17,307 = AES 2.0's training set; ELLIPSE averages about 424 words, like AES 2.0). Token
 lengths come from the offline MiniLM WordPiece tokenizer: it splits English essays into about
@@ -37,16 +38,18 @@ from transformers import AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Mod
 
 from aes_ensemble.learners.transformer.attention import (
     FLASH,
+    FUSED_PAD_MULTIPLE,
     fused_unavailable,
     pad_multiple,
     use_attention,
 )
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS
 from aes_ensemble.learners.transformer.data import (
-    collate,
     encode,
     length_grouped_batches,
+    make_batcher,
     sorted_batches,
+    to_device,
 )
 from aes_ensemble.learners.transformer.inference import autocast, resolve_precision
 from aes_ensemble.learners.transformer.learner import resolve_model_path
@@ -132,6 +135,18 @@ def autotuned_kernels(encoder: PreTrainedModel, device: torch.device) -> str:
     return "disentangled-flash autotuned" if swapped else "eager (declined)"
 
 
+def torch_kernels(encoder: PreTrainedModel) -> str:
+    """The package's PyTorch implementation of the same attention: slow, but it runs on any
+    device, so a CPU can check the fused and packed code paths before a GPU run."""
+    try:
+        import disentangled_flash
+    except ImportError:
+        return f"eager ({FLASH} is not installed)"
+    disentangled_flash.enable_deberta_training(encoder, backend="torch")
+    swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    return "disentangled-flash torch" if swapped else "eager (declined)"
+
+
 def fresh_model(
     encoder: PreTrainedModel,
     attention: str,
@@ -139,22 +154,25 @@ def fresh_model(
     dtype: torch.dtype,
     max_length: int,
     widths: list[int],
+    packed: bool,
 ) -> tuple[EssayScorer, str]:
     """A copy of the pristine ``encoder`` with the asked attention, and the path that runs.
 
     ``eager`` and ``flash`` go through the learner's own ``model.attention`` switch (flash:
     fused training kernels, also used to predict); ``flash-autotune`` the same kernels tuned at
     run time; ``flash-inference`` (prediction only) the package's inference kernels, prepared
-    for each padded width.
+    for each padded width; ``flash-torch`` the package's PyTorch implementation.
     """
     encoder = copy.deepcopy(encoder)
     if attention == "flash-inference":
         path = inference_kernels(encoder, device, widths)
     elif attention == "flash-autotune":
         path = autotuned_kernels(encoder, device)
+    elif attention == "flash-torch":
+        path = torch_kernels(encoder)
     else:
         choice = "eager" if attention == "eager" else "auto"
-        path = use_attention(encoder, choice, device, dtype, max_length)  # type: ignore[arg-type]
+        path = use_attention(encoder, choice, device, dtype, max_length, packed)  # type: ignore[arg-type]
     scorer = EssayScorer(encoder, ScoringHead("mean", encoder.config.hidden_size, 1))
     return scorer.to(device), path
 
@@ -162,8 +180,8 @@ def fresh_model(
 def batches_for(
     mode: str, lengths: Sequence[int], batch_size: int, training: bool
 ) -> list[np.ndarray]:
-    """Naive: random batches padded to max_length. Dynamic: what the learner does (grouped
-    batches to train, length-sorted batches to predict)."""
+    """Naive: random batches padded to max_length. Dynamic and packed: what the learner does
+    (grouped batches to train, length-sorted batches to predict)."""
     if mode == "padded":
         return length_grouped_batches(lengths, batch_size, seed=0, grouped=False)
     if training:
@@ -194,26 +212,34 @@ def run_phase(
     Every padded width among the timed batches runs once beforehand (with ``--warmup`` more
     batches): the first batch of a new width pays for kernel selection or compilation, which
     an epoch pays once per width, not once per batch. The fused paths pad widths to multiples
-    of 128, as the learner does. A fused path that cannot run here is reported as skipped.
+    of 128, as the learner does; packed batches warm one batch per 128-token band of their
+    longest essay. A fused path that cannot run here is reported as skipped.
     """
     dtype = resolve_precision(args.precision, device)
     fused = attention != "eager"
+    packed = mode == "packed"
     if mode == "padded":
         multiple = args.max_length
     else:  # the learner's rule for the path it would run
         multiple = pad_multiple(FLASH if fused else attention, args.pad_multiple)
     batches = batches_for(mode, [len(s) for s in sequences], args.batch_size, training)
     timed = spread(batches, args.max_batches)
-    padded = [collate([sequences[r] for r in rows], pad_id, multiple) for rows in timed]
-    widths = sorted({int(b["input_ids"].shape[1]) for b in padded})
-    model, path = fresh_model(encoder, attention, device, dtype, args.max_length, widths)
+    batcher = make_batcher(pad_id, multiple, packed)
+    built = [batcher([sequences[r] for r in rows]) for rows in timed]
+    band = FUSED_PAD_MULTIPLE if packed else 1
+    per_width = {-(-int(b["attention_mask"].shape[1]) // band) * band: b for b in built}
+    widths = sorted(per_width)
     run: dict[str, Any] = {
         "phase": "train" if training else "inference",
         "mode": mode,
-        "attention": path,
         "batch_size": args.batch_size,
         "compiled": args.compile,
     }
+    if packed and attention not in ("flash", "flash-autotune", "flash-torch"):
+        reason = "packed batches need the fused training kernels"
+        return {**run, "attention": f"{attention} ({reason})", "skipped": True}
+    model, path = fresh_model(encoder, attention, device, dtype, args.max_length, widths, packed)
+    run["attention"] = path
     if fused and not path.startswith("disentangled-flash"):
         return {**run, "skipped": True}
     optimizer = (
@@ -222,18 +248,17 @@ def run_phase(
         else None
     )
     forward = torch.compile(model, dynamic=True) if args.compile else model
-    per_width = {int(b["input_ids"].shape[1]): b for b in padded}
-    warmup = [per_width[w] for w in widths] + padded[: args.warmup]
+    warmup = [per_width[w] for w in widths] + built[: args.warmup]
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     model.train(training)
 
-    def step(batch: dict[str, torch.Tensor]) -> None:
+    def step(batch: dict[str, Any]) -> None:
         if path == "disentangled-flash inference":
             model.encoder.encoder.activate_shape(int(batch["input_ids"].shape[1]))
         with torch.set_grad_enabled(training), autocast(device, dtype):
-            out = forward(**{k: v.to(device) for k, v in batch.items()})
+            out = forward(**to_device(batch, device))
         if optimizer is not None:
             out.float().pow(2).mean().backward()
             optimizer.step()
@@ -244,11 +269,11 @@ def run_phase(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    for batch in padded:
+    for batch in built:
         step(batch)
     essays = sum(len(rows) for rows in timed)
-    real_tokens = sum(int(b["attention_mask"].sum()) for b in padded)
-    padded_tokens = sum(b["attention_mask"].numel() for b in padded)
+    real_tokens = sum(int(b["attention_mask"].sum()) for b in built)
+    padded_tokens = sum(b["input_ids"].numel() for b in built)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
@@ -287,9 +312,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default="eager,flash",
         help="comma-separated: eager, flash (fused training kernels, also to predict), "
         "flash-autotune (the same, tuned at run time), flash-inference (the package's "
-        "inference kernels)",
+        "inference kernels), flash-torch (its PyTorch implementation, any device)",
     )
-    parser.add_argument("--modes", default="padded,dynamic", help="padded, dynamic or both")
+    parser.add_argument(
+        "--modes",
+        default="padded,dynamic",
+        help="comma-separated: padded, dynamic, packed (fused training kernels only)",
+    )
     parser.add_argument("--phases", default="train,inference")
     parser.add_argument(
         "--pad-multiple", type=int, default=8, help="dynamic mode pads to a multiple of this"

@@ -7,6 +7,10 @@
 #       learner itself on ELLIPSE fold 0 for one epoch from random weights, eager and fused (its
 #       own loop's speed, and each path through save, load and half-precision predict; not
 #       quality).
+#   bench/gpu_check.sh packed ASSETS OUT       (at most 8 minutes; run it first)
+#       Packed batches (model.padding_free) against length-grouped padding with the fused
+#       kernels, at batch 16 and 32; then the learner itself on ELLIPSE fold 0 for one epoch,
+#       fused and packed, through save, load and half-precision predict.
 #   bench/gpu_check.sh levers ASSETS OUT       (about 6 minutes)
 #       Training levers not yet in the learner: torch.compile, batch 32, fused kernels tuned at
 #       run time.
@@ -36,12 +40,8 @@ cp "$assets/folds.csv" "$assets/folds.json" "$ws/"
 printf 'train: %s\nformat: ellipse\n' "$scratch/ellipse.csv" >"$ws/configs/data.yaml"
 aes() { python3 -m aes_ensemble.cli.main "$@"; }
 
-case $part in
-deberta)
-    python3 -m bench.bench_transformer --model deberta-v3-base-shape \
-        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 60 \
-        --attentions eager,flash,flash-inference --out "$out/deberta.json"
-    python3 - "$assets/minilm" "$scratch/deberta-random" <<'PY'
+random_deberta() { # a random-init deberta-v3-base shape with the MiniLM tokenizer, in $1
+    python3 - "$assets/minilm" "$1" <<'PY'
 import sys
 
 from transformers import AutoTokenizer, DebertaV2Model
@@ -51,12 +51,35 @@ from bench.bench_transformer import deberta_v3_config
 DebertaV2Model(deberta_v3_config()).save_pretrained(sys.argv[2])
 AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
 PY
+}
+
+fit_fold0() { # one epoch of the learner on fold 0; its learner.json lands in OUT as $1
+    local name=$1
+    shift
+    aes fit-base deberta --fold 0 -w "$ws" --no-progress train.epochs=1 \
+        model.pretrained_model_name_or_path="$scratch/deberta-random" "$@"
+    cp "$ws/base_models/deberta/fold_0/learner.json" "$out/deberta_learner_$name.json"
+}
+
+case $part in
+deberta)
+    python3 -m bench.bench_transformer --model deberta-v3-base-shape \
+        --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv" --max-batches 60 \
+        --attentions eager,flash,flash-inference --out "$out/deberta.json"
+    random_deberta "$scratch/deberta-random"
     for attention in eager flash; do
-        aes fit-base deberta --fold 0 -w "$ws" --no-progress train.epochs=1 \
-            model.pretrained_model_name_or_path="$scratch/deberta-random" \
-            model.attention=$attention
-        cp "$ws/base_models/deberta/fold_0/learner.json" "$out/deberta_learner_$attention.json"
+        fit_fold0 $attention model.attention=$attention
     done
+    ;;
+packed)
+    bench=(python3 -m bench.bench_transformer --model deberta-v3-base-shape --modes dynamic,packed
+        --attentions flash --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv")
+    timeout 200 "${bench[@]}" --max-batches 60 --out "$out/deberta_packed.json" ||
+        echo "packed, batch 16: stopped or failed"
+    timeout 120 "${bench[@]}" --phases train --batch-size 32 --max-batches 30 \
+        --out "$out/deberta_packed_batch32.json" || echo "packed, batch 32: stopped or failed"
+    random_deberta "$scratch/deberta-random"
+    fit_fold0 packed model.attention=flash model.padding_free=true
     ;;
 levers)
     bench=(python3 -m bench.bench_transformer --model deberta-v3-base-shape --phases train
@@ -86,7 +109,7 @@ Path(sys.argv[2]).write_text(json.dumps(merged, indent=2))
 PY
     ;;
 *)
-    echo "usage: bench/gpu_check.sh deberta|levers|minilm ASSETS OUT" >&2
+    echo "usage: bench/gpu_check.sh packed|deberta|levers|minilm ASSETS OUT" >&2
     exit 2
     ;;
 esac

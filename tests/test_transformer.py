@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import socket
 from pathlib import Path
@@ -31,11 +32,21 @@ from aes_ensemble.learners.transformer.data import (
     collate,
     encode,
     length_grouped_batches,
+    make_batcher,
+    pack,
     shard_batches,
 )
+from aes_ensemble.learners.transformer.inference import predict_outputs
 from aes_ensemble.learners.transformer.learner import resolve_model_path
-from aes_ensemble.learners.transformer.model import build_scorer, parameter_groups
+from aes_ensemble.learners.transformer.model import (
+    EssayScorer,
+    ScoringHead,
+    build_scorer,
+    parameter_groups,
+    regression_loss,
+)
 from aes_ensemble.learners.transformer.tracking import check_available
+from aes_ensemble.learners.transformer.train import TrainData, train_scorer
 from aes_ensemble.scales import ScoreScale, ScoreScales
 
 REPO = Path(__file__).resolve().parents[1]
@@ -414,3 +425,118 @@ def test_half_precision_inference_keeps_the_head_in_fp32(
     ]
     in_bf16 = torch.as_tensor(outputs).to(torch.bfloat16).double().numpy()
     assert np.mean(outputs != in_bf16) > 0.5
+
+
+@pytest.fixture(scope="module")
+def disentangled_flash() -> ModuleType:
+    """The optional fused-attention package; its PyTorch implementation runs on a CPU."""
+    return pytest.importorskip(
+        "disentangled_flash", reason="the optional GPU extra is not installed (pip install .[gpu])"
+    )
+
+
+def fused_copy(model: EssayScorer, disentangled_flash: ModuleType) -> EssayScorer:
+    """The same weights with the fused attention (its PyTorch implementation, CPU-ready)."""
+    fused = copy.deepcopy(model)
+    disentangled_flash.enable_deberta_training(fused.encoder, backend="torch")
+    assert isinstance(fused.encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    return fused
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "attention", "gem"])
+def test_packed_batches_score_and_backpropagate_like_padded_ones(
+    disentangled_flash: ModuleType,
+    essays: Essays,
+    tokenizer: PreTrainedTokenizerBase,
+    pooling: str,
+) -> None:
+    """Essays end to end in one row give the padded batch's outputs and gradients. Absolute
+    positions are switched on (DeBERTa-v2 style), so restarting them per essay is checked too."""
+    config = deberta_v3_config(len(tokenizer), 32, 2, 2, 64)
+    config.position_biased_input = True
+    torch.manual_seed(0)
+    padded_model = EssayScorer(DebertaV2Model(config), ScoringHead(pooling, 32, 3)).eval()
+    packed_model = fused_copy(padded_model, disentangled_flash)
+    words = (60, 5, 90, 20, 35, 9)
+    openings = [" ".join(t.split()[:n]) for t, n in zip(essays.texts[:6], words, strict=True)]
+    sequences = encode(tokenizer, openings, 96, 0.25)
+    assert len({len(s) for s in sequences}) == 6
+
+    padded = padded_model(**collate(sequences, int(tokenizer.pad_token_id), 8))
+    batch = pack(sequences)
+    packed = packed_model(**batch)
+    assert batch["input_ids"].shape == (1, sum(len(s) for s in sequences))
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+
+    padded.pow(2).sum().backward()
+    packed.pow(2).sum().backward()
+    fused_grads = dict(packed_model.named_parameters())
+    for name, param in padded_model.named_parameters():
+        if param.grad is not None:
+            torch.testing.assert_close(fused_grads[name].grad, param.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_training_on_packed_batches_follows_padded_training(
+    disentangled_flash: ModuleType,
+    train: Essays,
+    valid: Essays,
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
+    """The training loop and prediction on packed batches (``model.padding_free``) match the
+    padded ones step for step, dropout off so both see the same arithmetic."""
+    config = deberta_v3_config(len(tokenizer), 32, 2, 2, 64)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    torch.manual_seed(0)
+    padded_model = EssayScorer(DebertaV2Model(config), ScoringHead("mean", 32, 1))
+    packed_model = fused_copy(padded_model, disentangled_flash)
+    data = TrainData(
+        encode(tokenizer, train.texts, 512, 0.25),
+        torch.as_tensor(train.scales.normalise(train.scores, train.prompts), dtype=torch.float32),
+        [None] * len(train),
+    )
+    section = make_config(Path("unused"), train={"epochs": 2, "batch_size": 8}).train
+    cpu = torch.device("cpu")
+
+    def run(model: EssayScorer, packed: bool) -> tuple[list[dict[str, Any]], np.ndarray]:
+        batcher = make_batcher(int(tokenizer.pad_token_id), 8, packed)
+        result = train_scorer(
+            model,
+            data,
+            section,
+            seed=3,
+            device=cpu,
+            batcher=batcher,
+            loss_fn=lambda out, target: regression_loss(out, target, "mse"),
+            evaluate=None,
+            run_config={},
+        )
+        sequences = encode(tokenizer, valid.texts, 512, 0.25)
+        outputs = predict_outputs(
+            model, sequences, batch_size=16, batcher=batcher, device=cpu, dtype=torch.float32
+        )
+        return result.history, outputs
+
+    padded_history, padded_outputs = run(padded_model, packed=False)
+    packed_history, packed_outputs = run(packed_model, packed=True)
+    for a, b in zip(padded_history, packed_history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["optimizer_steps"] == a["optimizer_steps"]
+        assert b["tokens_per_second"] * b["seconds"] == pytest.approx(
+            a["tokens_per_second"] * a["seconds"]  # real tokens only, in both
+        )
+    assert padded_history[1]["train_loss"] < padded_history[0]["train_loss"]
+    np.testing.assert_allclose(packed_outputs, padded_outputs, atol=1e-4)
+
+
+def test_padding_free_needs_the_fused_kernels(tiny_dir: Path, train: Essays, valid: Essays) -> None:
+    """Asked with eager attention it is a config error; where the kernels cannot run (no GPU
+    here) ``auto`` trains on padded batches and records why."""
+    with pytest.raises(AesError, match=r"key 'model': model.padding_free needs the fused"):
+        make_config(tiny_dir, model={"padding_free": True})
+    config = make_config(
+        tiny_dir, model={"attention": "auto", "padding_free": True}, train={"max_steps": 2}
+    )
+    learner = fit(config, train, valid)
+    assert learner.meta["attention"] == "eager (no CUDA device)"
+    assert learner.meta["padding_free"] is False
+    assert learner.predict(valid).pred.shape == (len(valid),)

@@ -38,6 +38,19 @@ class ModelSection(StrictModel):
     # kernels or an error (flash), or fused where installed and working (auto). Fused needs under
     # a third of the memory; on length-grouped batches it was no faster on an H200.
     attention: Literal["auto", "eager", "flash"] = "eager"
+    # With the fused kernels: each batch's essays end to end in one row (FlashAttention-style
+    # cu_seqlens) instead of padded to the longest, so no layer computes pad tokens.
+    padding_free: bool = False
+
+    @model_validator(mode="after")
+    def _settings_fit_together(self) -> ModelSection:
+        if self.head == "ordinal" and self.loss != "mse":
+            raise ValueError("model.loss applies to the regression head only; leave it at mse")
+        if self.padding_free and self.attention == "eager":
+            raise ValueError(
+                "model.padding_free needs the fused kernels: set model.attention to flash or auto"
+            )
+        return self
 
 
 class Stage(StrictModel):
@@ -87,9 +100,3 @@ class TransformerConfig(LearnerConfig):
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
     predict: PredictSection = PredictSection()
-
-    @model_validator(mode="after")
-    def _loss_fits_head(self) -> TransformerConfig:
-        if self.model.head == "ordinal" and self.model.loss != "mse":
-            raise ValueError("model.loss applies to the regression head only; leave it at mse")
-        return self

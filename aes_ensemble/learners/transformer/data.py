@@ -2,13 +2,17 @@
 
 Padding every essay to ``max_length`` spends most of the compute on pad tokens (a median AES
 essay is about half of 1024 tokens). Batches here hold essays of similar length and are padded
-only to their longest member.
+only to their longest member; with the fused DeBERTa kernels a batch can also be packed, its
+essays end to end in one row with their boundaries beside it, so no pad token is computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate, chain
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,3 +114,68 @@ def collate(
         input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where each essay of a packed batch lies: FlashAttention-style ``cu_seqlens`` boundaries,
+    and each token's slot in the (essays, longest) grid that pooling reads.
+
+    ``lengths`` stay on the host, so the kernels never wait on a device-to-host copy of them.
+    """
+
+    lengths: tuple[int, ...]
+    cu_seqlens: torch.Tensor  # int32 (essays + 1,): 0, then the running sum of lengths
+    token_slots: torch.Tensor  # long (tokens,): row * longest + position
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return (0, *accumulate(self.lengths))
+
+    def to(self, device: torch.device) -> PackedLayout:
+        return PackedLayout(
+            self.lengths, move(self.cu_seqlens, device), move(self.token_slots, device)
+        )
+
+
+def move(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """To ``device``; to a GPU from pinned memory without waiting, so the CPU is not held up
+    until the GPU has finished the previous step (a plain copy from pageable memory waits)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def pack(sequences: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """One row of every token of the batch, no padding: ``input_ids`` and ``position_ids``
+    (1, tokens), the ``packing`` layout, and the padded ``attention_mask`` that pooling uses."""
+    lengths = tuple(len(s) for s in sequences)
+    attention_mask = (torch.arange(max(lengths)) < torch.tensor(lengths)[:, None]).long()
+    layout = PackedLayout(
+        lengths,
+        torch.tensor([0, *accumulate(lengths)], dtype=torch.int32),
+        attention_mask.flatten().nonzero().squeeze(1),
+    )
+    return {
+        "input_ids": torch.tensor(list(chain.from_iterable(sequences)), dtype=torch.long)[None],
+        "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+        "attention_mask": attention_mask,
+        "packing": layout,
+    }
+
+
+Batcher = Callable[[Sequence[Sequence[int]]], dict[str, Any]]
+
+
+def make_batcher(pad_id: int, pad_to_multiple_of: int, packed: bool) -> Batcher:
+    """How token sequences become model inputs: packed, or padded to the batch's longest."""
+    if packed:
+        return pack
+    return partial(collate, pad_id=pad_id, pad_to_multiple_of=pad_to_multiple_of)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        key: value.to(device) if isinstance(value, PackedLayout) else move(value, device)
+        for key, value in batch.items()
+    }

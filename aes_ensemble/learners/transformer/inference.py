@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aes_ensemble.learners.transformer.data import collate, sorted_batches
+from aes_ensemble.learners.transformer.data import Batcher, sorted_batches, to_device
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,8 +40,7 @@ def predict_outputs(
     sequences: Sequence[Sequence[int]],
     *,
     batch_size: int,
-    pad_id: int,
-    pad_to_multiple_of: int,
+    batcher: Batcher,
     device: torch.device,
     dtype: torch.dtype,
 ) -> np.ndarray:
@@ -50,9 +49,9 @@ def predict_outputs(
     model.eval()
     out: np.ndarray | None = None
     for rows in sorted_batches([len(s) for s in sequences], batch_size):
-        batch = collate([sequences[i] for i in rows], pad_id, pad_to_multiple_of)
+        batch = to_device(batcher([sequences[i] for i in rows]), device)
         with autocast(device, dtype):
-            result = model(**{k: v.to(device) for k, v in batch.items()})
+            result = model(**batch)
         values = result.float().cpu().numpy().astype(np.float64)
         if out is None:
             out = np.empty((len(sequences), values.shape[1]), dtype=np.float64)

@@ -22,9 +22,9 @@ from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, write_json_atomic
 from aes_ensemble.learners.base import Learner, Prediction, register
-from aes_ensemble.learners.transformer.attention import pad_multiple, use_attention
+from aes_ensemble.learners.transformer.attention import FLASH, pad_multiple, use_attention
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS, TransformerConfig
-from aes_ensemble.learners.transformer.data import encode
+from aes_ensemble.learners.transformer.data import Batcher, encode, make_batcher
 from aes_ensemble.learners.transformer.distributed import is_main_process
 from aes_ensemble.learners.transformer.inference import (
     predict_outputs,
@@ -86,6 +86,7 @@ class TransformerLearner(Learner):
         self.meta: dict[str, Any] = {}
         self._half: tuple[torch.dtype, EssayScorer] | None = None
         self._pad_multiple = config.train.pad_to_multiple_of
+        self._packed = False
 
     # -- targets and outputs -------------------------------------------------------------------
 
@@ -131,15 +132,25 @@ class TransformerLearner(Learner):
     # -- fit -----------------------------------------------------------------------------------
 
     def _use_attention(self, dtype: torch.dtype) -> str:
-        """Apply ``model.attention`` to the encoder; fused kernels also coarsen padded widths."""
+        """Apply ``model.attention`` to the encoder and choose the batches it takes: packed
+        (``model.padding_free``) or padded, to coarser widths for the fused kernels."""
         assert self.model is not None
         cfg = self.config
         device = resolve_device(cfg.train.device)
         path = use_attention(
-            self.model.encoder, cfg.model.attention, device, dtype, cfg.model.max_length
+            self.model.encoder,
+            cfg.model.attention,
+            device,
+            dtype,
+            cfg.model.max_length,
+            packed=cfg.model.padding_free,
         )
         self._pad_multiple = pad_multiple(path, cfg.train.pad_to_multiple_of)
+        self._packed = cfg.model.padding_free and path == FLASH
         return path
+
+    def _batcher(self) -> Batcher:
+        return make_batcher(self._pad_id(), self._pad_multiple, self._packed)
 
     def _sequences(self, essays: Essays) -> list[list[int]]:
         assert self.tokenizer is not None
@@ -184,15 +195,10 @@ class TransformerLearner(Learner):
         result = train_scorer(
             self.model,
             data,
-            cfg.train.model_copy(
-                update={
-                    "pad_to_multiple_of": self._pad_multiple,
-                    "progress_bar": cfg.train.progress_bar and self.progress,
-                }
-            ),
+            cfg.train.model_copy(update={"progress_bar": cfg.train.progress_bar and self.progress}),
             seed=cfg.seed,
             device=device,
-            pad_id=self._pad_id(),
+            batcher=self._batcher(),
             loss_fn=self._loss,
             evaluate=None if scored_valid is None else evaluate,
             run_config=cfg.model_dump(mode="json"),
@@ -204,6 +210,7 @@ class TransformerLearner(Learner):
             "loss": cfg.model.loss,
             "attention": attention,
             "pad_to_multiple_of": self._pad_multiple,
+            "padding_free": self._packed,
             "history": result.history,
             "best_epoch": result.best_epoch,
             "best_qwk": result.best_qwk,
@@ -250,8 +257,7 @@ class TransformerLearner(Learner):
             model,
             sequences,
             batch_size=self.config.predict.batch_size,
-            pad_id=self._pad_id(),
-            pad_to_multiple_of=self._pad_multiple,
+            batcher=self._batcher(),
             device=device,
             dtype=dtype,
         )

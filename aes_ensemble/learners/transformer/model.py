@@ -14,7 +14,9 @@ from torch import nn
 from torch.nn import functional
 from transformers import AutoModel, PreTrainedModel
 
+from aes_ensemble.learners.transformer.attention import encode_packed
 from aes_ensemble.learners.transformer.config import ModelSection, TrainSection
+from aes_ensemble.learners.transformer.data import PackedLayout
 
 
 class MeanPooling(nn.Module):
@@ -90,8 +92,23 @@ class EssayScorer(nn.Module):
         self.encoder = encoder
         self.head = head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        packing: PackedLayout | None = None,
+    ) -> torch.Tensor:
+        """Scores of a padded batch, or of a packed one (``packing``, from ``data.pack``)."""
+        if packing is None:
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
+        else:
+            assert position_ids is not None
+            hidden = encode_packed(
+                self.encoder, input_ids, position_ids, packing, attention_mask.shape[1]
+            )
         # Pooling and head in fp32, outside autocast: a bf16 head output would quantise scores
         # to about 0.01 of a point, and it costs nothing next to the encoder.
         with torch.autocast(hidden.device.type, enabled=False):

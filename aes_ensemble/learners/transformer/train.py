@@ -26,7 +26,13 @@ from transformers import get_scheduler
 
 from aes_ensemble.errors import AesError
 from aes_ensemble.learners.transformer.config import TrainSection
-from aes_ensemble.learners.transformer.data import collate, length_grouped_batches, shard_batches
+from aes_ensemble.learners.transformer.data import (
+    Batcher,
+    length_grouped_batches,
+    move,
+    shard_batches,
+    to_device,
+)
 from aes_ensemble.learners.transformer.distributed import Distributed
 from aes_ensemble.learners.transformer.inference import autocast, resolve_precision
 from aes_ensemble.learners.transformer.model import EssayScorer, parameter_groups
@@ -102,7 +108,7 @@ def train_scorer(
     *,
     seed: int,
     device: torch.device,
-    pad_id: int,
+    batcher: Batcher,
     loss_fn: LossFn,
     evaluate: Evaluate | None,
     run_config: dict[str, Any],
@@ -173,12 +179,10 @@ def train_scorer(
                     window_start = i - i % accumulate
                     window = min(accumulate, len(batches) - window_start)
                     last_of_window = i == window_start + window - 1
-                    batch = collate(
-                        [data.sequences[r] for r in rows], pad_id, train.pad_to_multiple_of
-                    )
+                    batch = batcher([data.sequences[r] for r in rows])
                     tokens += int(batch["attention_mask"].sum())
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    targets = data.targets[rows].to(device)
+                    batch = to_device(batch, device)
+                    targets = move(data.targets[rows], device)
                     # Under DDP, gradients are all-reduced only on the window's last micro-batch.
                     skip_sync = dist.enabled and not last_of_window
                     with ddp_model.no_sync() if skip_sync else nullcontext():  # type: ignore[operator]
