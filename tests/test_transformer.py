@@ -540,3 +540,16 @@ def test_padding_free_needs_the_fused_kernels(tiny_dir: Path, train: Essays, val
     assert learner.meta["attention"] == "eager (no CUDA device)"
     assert learner.meta["padding_free"] is False
     assert learner.predict(valid).pred.shape == (len(valid),)
+
+
+def test_bench_times_packed_batches_compiled(disentangled_flash: ModuleType) -> None:
+    """The bench's packed mode, compiled as the GPU check runs it, with the package's PyTorch
+    implementation standing in for the Triton kernels: no pad token is computed."""
+    args = "--smoke --phases train --modes dynamic,packed --attentions eager,flash-torch --compile"
+    results = bench_transformer.main(args.split())
+    runs = {(r["attention"], r["mode"]): r for r in results["runs"]}
+    packed = runs["disentangled-flash torch", "packed"]
+    dynamic = runs["eager", "dynamic"]
+    assert packed["compiled"] and dynamic["compiled"]
+    assert packed["essays_per_s"] > 0 and packed["pad_fraction"] == 0.0 < dynamic["pad_fraction"]
+    assert runs["eager (packed batches need the fused training kernels)", "packed"]["skipped"]
