@@ -533,6 +533,11 @@ def test_padding_free_needs_the_fused_kernels(tiny_dir: Path, train: Essays, val
     here) ``auto`` trains on padded batches and records why."""
     with pytest.raises(AesError, match=r"key 'model': model.padding_free needs the fused"):
         make_config(tiny_dir, model={"padding_free": True})
+    with pytest.raises(AesError, match="gradient_checkpointing does not apply to packed"):
+        make_config(
+            tiny_dir,
+            model={"attention": "flash", "padding_free": True, "gradient_checkpointing": True},
+        )
     config = make_config(
         tiny_dir, model={"attention": "auto", "padding_free": True}, train={"max_steps": 2}
     )

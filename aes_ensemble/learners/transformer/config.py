@@ -50,6 +50,11 @@ class ModelSection(StrictModel):
             raise ValueError(
                 "model.padding_free needs the fused kernels: set model.attention to flash or auto"
             )
+        if self.padding_free and self.gradient_checkpointing:
+            raise ValueError(
+                "model.gradient_checkpointing does not apply to packed batches "
+                "(model.padding_free), whose fused kernels need a third of the memory anyway"
+            )
         return self
 
 
