@@ -27,13 +27,15 @@ import copy
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Model, PreTrainedModel
 
 from aes_ensemble.learners.transformer.attention import (
@@ -289,6 +291,11 @@ def run_phase(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
+    if args.profile:
+        try:
+            run["profile"] = profile_steps(step, built[: args.profile], device)
+        except Exception as exc:  # a profiler that cannot run here must not lose the timing
+            run["profile"] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
     return {
         **run,
         "batches": len(timed),
@@ -301,6 +308,44 @@ def run_phase(
         "peak_memory_gib": (
             torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         ),
+    }
+
+
+def profile_steps(
+    step: Callable[[dict[str, Any]], None], batches: list[dict[str, Any]], device: torch.device
+) -> dict[str, Any]:
+    """Where a few steps' time goes: on a GPU the busiest kernels, and the share of the wall
+    time the GPU was busy (well under 1: the CPU cannot launch work fast enough, and larger
+    batches or compilation are the levers, not faster kernels); on a CPU the busiest operators."""
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]
+    started = time.perf_counter()
+    with profile(activities=activities) as profiler:
+        for batch in batches:
+            step(batch)
+        if on_gpu:
+            torch.cuda.synchronize(device)
+    wall_ms = (time.perf_counter() - started) * 1e3 / len(batches)
+    timed = [
+        (event.key, event.self_device_time_total if on_gpu else event.self_cpu_time_total, event)
+        for event in profiler.key_averages()
+        if not on_gpu or event.device_type == DeviceType.CUDA
+    ]
+    busy_ms = sum(t for _, t, _ in timed) / 1e3 / len(batches)
+    top = sorted(timed, key=lambda item: -item[1])[:12]
+    return {
+        "steps": len(batches),
+        "wall_ms_per_step": wall_ms,
+        "busy_ms_per_step": busy_ms,
+        "busy_fraction": busy_ms / wall_ms,
+        "top": [
+            {
+                "name": name[:100],
+                "ms_per_step": t / 1e3 / len(batches),
+                "calls_per_step": event.count / len(batches),
+            }
+            for name, t, event in top
+        ],
     }
 
 
@@ -342,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="torch.compile(dynamic=True) the model, or for packed batches its blocks' parts",
     )
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="after timing, profile this many steps: the busiest kernels, how busy the GPU was",
+    )
     parser.add_argument("--data", type=Path, default=None, help="a CSV with a full_text column")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--smoke", action="store_true", help="tiny model and data, runs on CPU")

@@ -9,7 +9,8 @@
 #       quality).
 #   bench/gpu_check.sh packed ASSETS OUT       (at most 8 minutes; run it first)
 #       Training on packed batches (model.padding_free) against length-grouped padding, both
-#       with the fused kernels, at batch 16; the learner itself on ELLIPSE fold 0 for one epoch,
+#       with the fused kernels, at batch 16, with a profile of where each step's time goes
+#       (the busiest kernels, how busy the GPU was); the learner itself on ELLIPSE fold 0 for one epoch,
 #       packed, through save, load and half-precision predict; then packed at batch 32, plain
 #       and with its blocks compiled.
 #   bench/gpu_check.sh levers ASSETS OUT       (about 6 minutes)
@@ -75,12 +76,12 @@ deberta)
 packed)
     bench=(python3 -m bench.bench_transformer --model deberta-v3-base-shape --phases train
         --attentions flash --tokenizer "$assets/minilm" --data "$scratch/ellipse.csv")
-    timeout 150 "${bench[@]}" --modes dynamic,packed --max-batches 60 \
+    timeout 150 "${bench[@]}" --modes dynamic,packed --max-batches 60 --profile 5 \
         --out "$out/deberta_packed.json" || echo "packed against dynamic: stopped or failed"
     random_deberta "$scratch/deberta-random"
     fit_fold0 packed model.attention=flash model.padding_free=true train.batch_size=16 ||
         echo "the learner, packed: failed"
-    timeout 100 "${bench[@]}" --modes packed --batch-size 32 --max-batches 30 \
+    timeout 100 "${bench[@]}" --modes packed --batch-size 32 --max-batches 30 --profile 3 \
         --out "$out/deberta_packed_batch32.json" || echo "packed, batch 32: stopped or failed"
     timeout 120 "${bench[@]}" --modes packed --batch-size 32 --max-batches 30 --compile \
         --out "$out/deberta_packed_batch32_compiled.json" || echo "compiled: stopped or failed"

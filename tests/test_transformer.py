@@ -550,11 +550,14 @@ def test_padding_free_needs_the_fused_kernels(tiny_dir: Path, train: Essays, val
 def test_bench_times_packed_batches_compiled(disentangled_flash: ModuleType) -> None:
     """The bench's packed mode, compiled as the GPU check runs it, with the package's PyTorch
     implementation standing in for the Triton kernels: no pad token is computed."""
-    args = "--smoke --phases train --modes dynamic,packed --attentions eager,flash-torch --compile"
-    results = bench_transformer.main(args.split())
+    args = "--smoke --phases train --modes dynamic,packed --attentions eager,flash-torch"
+    results = bench_transformer.main([*args.split(), "--compile", "--profile", "2"])
     runs = {(r["attention"], r["mode"]): r for r in results["runs"]}
     packed = runs["disentangled-flash torch", "packed"]
     dynamic = runs["eager", "dynamic"]
     assert packed["compiled"] and dynamic["compiled"]
     assert packed["essays_per_s"] > 0 and packed["pad_fraction"] == 0.0 < dynamic["pad_fraction"]
     assert runs["eager (packed batches need the fused training kernels)", "packed"]["skipped"]
+    profiled = packed["profile"]
+    assert profiled["steps"] == 2 and 0 < profiled["busy_ms_per_step"]
+    assert len(profiled["top"]) == 12 and profiled["top"][0]["ms_per_step"] > 0
