@@ -559,5 +559,5 @@ def test_bench_times_packed_batches_compiled(disentangled_flash: ModuleType) -> 
     assert packed["essays_per_s"] > 0 and packed["pad_fraction"] == 0.0 < dynamic["pad_fraction"]
     assert runs["eager (packed batches need the fused training kernels)", "packed"]["skipped"]
     profiled = packed["profile"]
-    assert profiled["steps"] == 2 and 0 < profiled["busy_ms_per_step"]
+    assert profiled["steps"] == 2 and profiled["busy_ms_per_step"] > 0
     assert len(profiled["top"]) == 12 and profiled["top"][0]["ms_per_step"] > 0
