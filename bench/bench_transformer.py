@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import time
@@ -43,6 +44,7 @@ from aes_ensemble.learners.transformer.attention import (
     FUSED_PAD_MULTIPLE,
     fused_unavailable,
     pad_multiple,
+    swap_in_fused,
     use_attention,
 )
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS
@@ -132,20 +134,16 @@ def autotuned_kernels(encoder: PreTrainedModel, device: torch.device) -> str:
     import disentangled_flash
 
     tuning = disentangled_flash.KernelTuningOptions(mode="autotune")
-    disentangled_flash.enable_deberta_training(encoder, backend="triton", tuning=tuning)
-    swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    swapped = swap_in_fused(encoder, tuning=tuning)
     return "disentangled-flash autotuned" if swapped else "eager (declined)"
 
 
 def torch_kernels(encoder: PreTrainedModel) -> str:
     """The package's PyTorch implementation of the same attention: slow, but it runs on any
     device, so a CPU can check the fused and packed code paths before a GPU run."""
-    try:
-        import disentangled_flash
-    except ImportError:
+    if importlib.util.find_spec("disentangled_flash") is None:
         return f"eager ({FLASH} is not installed)"
-    disentangled_flash.enable_deberta_training(encoder, backend="torch")
-    swapped = isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    swapped = swap_in_fused(encoder, backend="torch")
     return "disentangled-flash torch" if swapped else "eager (declined)"
 
 

@@ -26,6 +26,7 @@ from aes_ensemble.learners.transformer.attention import (
     FLASH,
     FUSED_PAD_MULTIPLE,
     pad_multiple,
+    swap_in_fused,
     use_attention,
 )
 from aes_ensemble.learners.transformer.data import (
@@ -435,11 +436,10 @@ def disentangled_flash() -> ModuleType:
     )
 
 
-def fused_copy(model: EssayScorer, disentangled_flash: ModuleType) -> EssayScorer:
+def fused_copy(model: EssayScorer) -> EssayScorer:
     """The same weights with the fused attention (its PyTorch implementation, CPU-ready)."""
     fused = copy.deepcopy(model)
-    disentangled_flash.enable_deberta_training(fused.encoder, backend="torch")
-    assert isinstance(fused.encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
+    assert swap_in_fused(fused.encoder, backend="torch")
     return fused
 
 
@@ -456,7 +456,7 @@ def test_packed_batches_score_and_backpropagate_like_padded_ones(
     config.position_biased_input = True
     torch.manual_seed(0)
     padded_model = EssayScorer(DebertaV2Model(config), ScoringHead(pooling, 32, 3)).eval()
-    packed_model = fused_copy(padded_model, disentangled_flash)
+    packed_model = fused_copy(padded_model)
     words = (60, 5, 90, 20, 35, 9)
     openings = [" ".join(t.split()[:n]) for t, n in zip(essays.texts[:6], words, strict=True)]
     sequences = encode(tokenizer, openings, 96, 0.25)
@@ -488,7 +488,7 @@ def test_training_on_packed_batches_follows_padded_training(
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
     torch.manual_seed(0)
     padded_model = EssayScorer(DebertaV2Model(config), ScoringHead("mean", 32, 1))
-    packed_model = fused_copy(padded_model, disentangled_flash)
+    packed_model = fused_copy(padded_model)
     data = TrainData(
         encode(tokenizer, train.texts, 512, 0.25),
         torch.as_tensor(train.scales.normalise(train.scores, train.prompts), dtype=torch.float32),

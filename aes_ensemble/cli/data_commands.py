@@ -37,9 +37,7 @@ _ALL_LEVELS = 15  # wider scales (ASAP 0-60) list only the levels that occur
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``data check`` and ``folds`` to ``app`` (once, however often main() runs)."""
-    if any(group.name == "data" for group in app.registered_groups):
-        return
+    """Add ``data check`` and ``folds`` to ``app``."""
     data_app = typer.Typer(help="Inspect essay files.", no_args_is_help=True)
     data_app.command("check")(check)
     app.add_typer(data_app, name="data")

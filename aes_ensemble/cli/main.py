@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -18,8 +19,10 @@ app = typer.Typer(
 )
 
 
+@functools.cache
 def _register() -> None:
-    """Each module adds its commands to ``app``; imported here so ``--help`` lists them all."""
+    """Each module adds its commands to ``app``, once however often ``main`` runs; imported here
+    so ``--help`` lists them all."""
     from aes_ensemble.cli import (
         data_commands,
         demo_commands,

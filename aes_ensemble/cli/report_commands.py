@@ -16,9 +16,7 @@ OutOption = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``report`` to ``app`` (once, however often main() runs)."""
-    if any(command.name == "report" for command in app.registered_commands):
-        return
+    """Add ``report`` to ``app``."""
     app.command("report")(report)
 
 

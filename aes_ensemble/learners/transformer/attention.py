@@ -16,7 +16,7 @@ fails to compile falls back to eager with the reason, rather than failing a fold
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -45,11 +45,12 @@ def fused_unavailable(encoder: PreTrainedModel, device: torch.device) -> str | N
     return None
 
 
-def _swap(encoder: nn.Module) -> bool:
-    """Swap the attention in place; False when the package declines this shape or dtype."""
+def swap_in_fused(encoder: nn.Module, backend: str = "triton", tuning: Any = None) -> bool:
+    """Swap the package's differentiable kernels in place (``backend="torch"``: its PyTorch
+    implementation, which runs on any device); False when it declines this shape or dtype."""
     import disentangled_flash
 
-    disentangled_flash.enable_deberta_training(encoder, backend="triton")
+    disentangled_flash.enable_deberta_training(encoder, backend=backend, tuning=tuning)
     return isinstance(encoder.encoder, disentangled_flash.DebertaV2OptimizedEncoder)
 
 
@@ -92,7 +93,7 @@ def _probe(
     trial.to(device)
     sequences = [[1] * max_length, [1] * (max_length // 2)]
     try:
-        if not _swap(trial):
+        if not swap_in_fused(trial):
             return f"{FLASH} declined this model"
         batch = to_device(pack(sequences) if packed else collate(sequences, 0), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -131,7 +132,7 @@ def use_attention(
     reason = fused_unavailable(encoder, device) or _probe(
         encoder, device, dtype, max_length, packed
     )
-    if reason is None and _swap(encoder):
+    if reason is None and swap_in_fused(encoder):
         return FLASH
     reason = reason or f"{FLASH} declined this model"
     if choice == "flash":
