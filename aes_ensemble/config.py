@@ -127,10 +127,15 @@ def load_config(
     return validate(model, apply_overrides(data, overrides), path=path)
 
 
-def config_hash(config: BaseModel) -> str:
-    """Stable 16-hex digest of a resolved config: same settings, same hash."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def hash_mapping(data: Mapping[str, Any]) -> str:
+    """Stable 16-hex digest of a JSON-able mapping: same settings, same hash."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def config_hash(config: BaseModel) -> str:
+    """The digest of a resolved config."""
+    return hash_mapping(config.model_dump(mode="json"))
 
 
 def dump_yaml(config: BaseModel) -> str:

@@ -174,10 +174,6 @@ def assign_folds(
     return _make(_drop_null_prompt(frame), n_folds, label, seed)
 
 
-# The name docs/architecture.md uses.
-assign = assign_folds
-
-
 def _drop_null_prompt(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop("prompt") if frame["prompt"].null_count() == frame.height else frame
 

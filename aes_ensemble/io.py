@@ -33,3 +33,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def is_main_process() -> bool:
+    """False in the extra processes of a data-parallel launch (``torchrun`` sets ``RANK``):
+    they train alongside rank 0, which alone writes files."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -9,7 +9,6 @@ file. Whoever finishes the last fold assembles ``oof/NAME.parquet`` from the par
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +27,7 @@ from aes_ensemble.config import apply_overrides, config_hash, dump_yaml, read_ya
 from aes_ensemble.data import Essays, load_workspace_dataset
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import Folds, load_folds
-from aes_ensemble.io import write_json_atomic, write_text_atomic
+from aes_ensemble.io import is_main_process, write_json_atomic, write_text_atomic
 from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction, learner_class
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.store import (
@@ -98,12 +97,6 @@ def read_done(directory: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def is_main_process() -> bool:
-    """False in the extra processes of a data-parallel launch (``torchrun`` sets ``RANK``):
-    they train alongside rank 0, which alone writes files."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _is_current(done: dict[str, Any] | None, chash: str, fhash: str) -> bool:

@@ -7,7 +7,7 @@ scale and map predictions back; thresholds and QWK work on level indices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,23 +120,26 @@ class ScoreScales:
             out.setdefault(self.for_prompt(p), []).append(i)
         return {scale: np.asarray(rows, dtype=np.int64) for scale, rows in out.items()}
 
-    def normalise(self, scores: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-        out = np.empty(len(scores), dtype=float)
-        for scale, rows in self.groups(prompts).items():
-            out[rows] = scale.normalise(np.asarray(scores)[rows])
-        return out
-
-    def denormalise(self, values: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+    def _per_scale(
+        self,
+        values: np.ndarray,
+        prompts: np.ndarray,
+        apply: Callable[[ScoreScale, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """``apply`` each row's own scale to ``values``, one call per scale."""
         out = np.empty(len(values), dtype=float)
         for scale, rows in self.groups(prompts).items():
-            out[rows] = scale.denormalise(np.asarray(values)[rows])
+            out[rows] = apply(scale, np.asarray(values)[rows])
         return out
 
+    def normalise(self, scores: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        return self._per_scale(scores, prompts, ScoreScale.normalise)
+
+    def denormalise(self, values: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        return self._per_scale(values, prompts, ScoreScale.denormalise)
+
     def round(self, scores: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-        out = np.empty(len(scores), dtype=float)
-        for scale, rows in self.groups(prompts).items():
-            out[rows] = scale.round(np.asarray(scores)[rows])
-        return out
+        return self._per_scale(scores, prompts, ScoreScale.round)
 
     def to_dict(self) -> dict[str, Any]:
         return {

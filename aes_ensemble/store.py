@@ -8,11 +8,10 @@ with different folds are refused instead of being mixed silently.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -65,12 +64,6 @@ def package_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return out
-
-
-def hash_mapping(data: Mapping[str, Any]) -> str:
-    """Stable 16-hex digest of a JSON-able mapping (same scheme as ``config.config_hash``)."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _now() -> str:

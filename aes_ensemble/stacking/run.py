@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from aes_ensemble.config import hash_mapping
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.stacking.config import MetaClass, StackConfig
 from aes_ensemble.stacking.inputs import StackData
 from aes_ensemble.stacking.meta import make_meta
 from aes_ensemble.stacking.nested import NestedResult, nested_stack
 from aes_ensemble.stacking.scores import base_numbers, correlation, explain, stack_numbers
-from aes_ensemble.store import PredictionMeta, PredictionSet, hash_mapping, prediction_frame
+from aes_ensemble.store import PredictionMeta, PredictionSet, prediction_frame
 
 STACK_LEARNER = "stack"
 

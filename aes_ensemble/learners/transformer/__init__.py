@@ -4,7 +4,6 @@ Importing this package registers the kind; torch and transformers load only here
 """
 
 from aes_ensemble.learners.transformer.config import TransformerConfig
-from aes_ensemble.learners.transformer.distributed import is_main_process
 from aes_ensemble.learners.transformer.learner import TransformerLearner
 
-__all__ = ["TransformerConfig", "TransformerLearner", "is_main_process"]
+__all__ = ["TransformerConfig", "TransformerLearner"]

@@ -56,8 +56,3 @@ class Distributed:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def is_main_process() -> bool:
-    """Rank 0, or a plain single-process run: the process that writes files."""
-    return int(os.environ.get("RANK", "0")) == 0

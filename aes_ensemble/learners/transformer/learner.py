@@ -20,12 +20,11 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.io import atomic_path, is_main_process, write_json_atomic
 from aes_ensemble.learners.base import Learner, Prediction, register
 from aes_ensemble.learners.transformer.attention import FLASH, pad_multiple, use_attention
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS, TransformerConfig
 from aes_ensemble.learners.transformer.data import Batcher, encode, make_batcher
-from aes_ensemble.learners.transformer.distributed import is_main_process
 from aes_ensemble.learners.transformer.inference import (
     predict_outputs,
     resolve_device,
