@@ -211,7 +211,7 @@ def _prepare_fold(run: _Run, fold: int, display: _Display) -> dict[str, Any] | N
     directory = run.model_dir(fold)
     done = read_done(directory)
     part = part_path(run.ws, run.name, fold)
-    if _is_current(done, run.config_hash, run.folds.hash) and part.is_file():
+    if _finished(run, fold, done):
         return done
     if done is not None and done.get("config_hash") != run.config_hash:
         display.note(
@@ -291,14 +291,15 @@ def _in_order(frame: pl.DataFrame, ids: list[str]) -> pl.DataFrame:
     return frame.join(order, on="essay_id", how="inner").sort("_order").drop("_order")
 
 
+def _finished(run: _Run, fold: int, done: dict[str, Any] | None) -> bool:
+    """Fitted with this config on these folds, and its predictions written."""
+    current = _is_current(done, run.config_hash, run.folds.hash)
+    return current and part_path(run.ws, run.name, fold).is_file()
+
+
 def _missing(run: _Run) -> list[int]:
     return [
-        k
-        for k in range(run.folds.n_folds)
-        if not (
-            _is_current(read_done(run.model_dir(k)), run.config_hash, run.folds.hash)
-            and part_path(run.ws, run.name, k).is_file()
-        )
+        k for k in range(run.folds.n_folds) if not _finished(run, k, read_done(run.model_dir(k)))
     ]
 
 
@@ -362,7 +363,8 @@ def fit_learner(
     display = _Display(name, len(chosen), progress)
     results: list[FoldResult] = []
     with display.running():
-        todo = [k for k in chosen if k in _missing(run)]
+        unfinished = set(_missing(run))
+        todo = [k for k in chosen if k in unfinished]
         if todo:
             display.stage(todo[0], "per-essay features for all essays")
             _prepare_features(run, display)
