@@ -85,33 +85,50 @@ class FeaturePipeline:
 
     def fit(self, essays: Any) -> FeaturePipeline:
         """Fit TF-IDF, SVD and the standardiser on ``essays``: a fold's training rows only."""
-        texts = essays.texts
-        if not texts:
-            raise AesError("cannot fit features on zero essays")
-        self.tfidf = self.svd_components = self.mean = self.std = None
-        if self.config.tfidf is not None:
-            self.tfidf = TfidfFeatures(self.config.tfidf).fit(texts)
-            if self.config.svd_components is not None:
-                self._fit_svd(self.tfidf.transform(texts), self.config.svd_components)
-        self.fitted = True
-        dense = self._dense(texts, scaled=False)
-        if self.config.scale and dense.shape[1]:
-            self.mean = dense.mean(axis=0, dtype=np.float64)
-            std = dense.std(axis=0, dtype=np.float64)
-            self.std = np.where(std > 0, std, 1.0)
+        self._fit(essays.texts)
         return self
+
+    def fit_transform(self, essays: Any) -> np.ndarray | sp.csr_matrix:
+        """``fit`` then ``transform`` of the same essays, each block built once."""
+        tfidf, dense = self._fit(essays.texts)
+        return self._assemble(tfidf, self._scale(dense))
 
     def transform(self, essays: Any) -> np.ndarray | sp.csr_matrix:
         """float32 features of ``essays``: CSR when raw TF-IDF is present, else dense."""
         if not self.fitted:
             raise RuntimeError("FeaturePipeline is not fitted: call fit() first")
         texts = essays.texts
-        dense = self._dense(texts, scaled=True)
+        tfidf = None if self.tfidf is None else self.tfidf.transform(texts)
+        return self._assemble(tfidf, self._scale(self._dense(texts, tfidf)))
+
+    def _fit(self, texts: list[str]) -> tuple[sp.csr_matrix | None, np.ndarray]:
+        """Fit every learned block; the training rows' TF-IDF and unscaled dense block."""
+        if not texts:
+            raise AesError("cannot fit features on zero essays")
+        self.tfidf = self.svd_components = self.mean = self.std = None
+        tfidf = None
+        if self.config.tfidf is not None:
+            self.tfidf = TfidfFeatures(self.config.tfidf).fit(texts)
+            tfidf = self.tfidf.transform(texts)
+            if self.config.svd_components is not None:
+                self._fit_svd(tfidf, self.config.svd_components)
+        self.fitted = True
+        dense = self._dense(texts, tfidf)
+        if self.config.scale and dense.shape[1]:
+            self.mean = dense.mean(axis=0, dtype=np.float64)
+            std = dense.std(axis=0, dtype=np.float64)
+            self.std = np.where(std > 0, std, 1.0)
+        return tfidf, dense
+
+    def _assemble(
+        self, tfidf: sp.csr_matrix | None, dense: np.ndarray
+    ) -> np.ndarray | sp.csr_matrix:
         if not self.sparse_output:
             return dense
-        assert self.tfidf is not None
-        blocks = [self.tfidf.transform(texts), sp.csr_matrix(dense)]
-        return sp.csr_matrix(sp.hstack(blocks, format="csr", dtype=np.float32))
+        assert tfidf is not None
+        return sp.csr_matrix(
+            sp.hstack([tfidf, sp.csr_matrix(dense)], format="csr", dtype=np.float32)
+        )
 
     def feature_names(self) -> list[str]:
         if not self.fitted:
@@ -147,20 +164,21 @@ class FeaturePipeline:
             blocks.append(emb)
         return blocks
 
-    def _dense(self, texts: list[str], *, scaled: bool) -> np.ndarray:
+    def _dense(self, texts: list[str], tfidf: sp.csr_matrix | None) -> np.ndarray:
+        """The unscaled dense columns: cached blocks, and the SVD of ``tfidf`` (these texts')."""
         blocks = self._cached_blocks(texts)
         if self.svd_components is not None:
-            assert self.tfidf is not None
-            reduced = self.tfidf.transform(texts) @ self.svd_components.T
+            assert tfidf is not None
+            reduced = tfidf @ self.svd_components.T
             blocks.insert(1 if self.config.handcrafted else 0, np.asarray(reduced))
-        dense = (
-            np.hstack(blocks).astype(np.float32)
-            if blocks
-            else np.zeros((len(texts), 0), dtype=np.float32)
-        )
-        if scaled and self.mean is not None and self.std is not None:
-            dense = ((dense - self.mean) / self.std).astype(np.float32)
-        return dense
+        if not blocks:
+            return np.zeros((len(texts), 0), dtype=np.float32)
+        return np.hstack(blocks).astype(np.float32)
+
+    def _scale(self, dense: np.ndarray) -> np.ndarray:
+        if self.mean is None or self.std is None:
+            return dense
+        return ((dense - self.mean) / self.std).astype(np.float32)
 
     def save(self, directory: Path) -> None:
         """``pipeline.json`` plus ``.npy`` arrays and the TF-IDF folder; no pickles."""

@@ -85,8 +85,8 @@ class TabularLearner(Learner):
                 for p in sorted(set(train.prompts))
             }
             return self
-        self.pipeline = self._pipeline().fit(train)
-        x = self.pipeline.transform(train)
+        self.pipeline = self._pipeline()
+        x = self.pipeline.fit_transform(train)
         y = self.scales.normalise(train.scores, train.prompts)
         self._fit_matrix(x, y, train)
         return self
