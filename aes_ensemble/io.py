@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -33,6 +35,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """``.npy`` without pickles, so a stranger's file cannot run code when loaded."""
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def is_main_process() -> bool:

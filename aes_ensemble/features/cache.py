@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.io import write_json_atomic, write_npy_atomic
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -132,6 +132,5 @@ class FeatureCache:
                 folder / "meta.json", {"kind": kind, "config_key": config_key, "dim": rows.shape[1]}
             )
         stem = f"shard-{uuid.uuid4().hex}"
-        with atomic_path(folder / f"{stem}.npy") as tmp, tmp.open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(rows, dtype=np.float32), allow_pickle=False)
+        write_npy_atomic(folder / f"{stem}.npy", np.ascontiguousarray(rows, dtype=np.float32))
         write_json_atomic(folder / f"{stem}.json", {"hashes": hashes})

@@ -24,7 +24,7 @@ from aes_ensemble.features.embeddings import EmbeddingConfig, embed_texts
 from aes_ensemble.features.handcrafted import HANDCRAFTED_VERSION, handcrafted_matrix
 from aes_ensemble.features.handcrafted import feature_names as handcrafted_names
 from aes_ensemble.features.tfidf import TfidfConfig, TfidfFeatures
-from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.io import write_json_atomic, write_npy_atomic
 
 FORMAT_VERSION = 1
 
@@ -45,11 +45,6 @@ class FeatureConfig(StrictModel):
         if not (self.handcrafted or self.tfidf or self.embeddings):
             raise ValueError("no features: enable handcrafted, tfidf or embeddings")
         return self
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.save(handle, array, allow_pickle=False)
 
 
 class FeaturePipeline:
@@ -191,7 +186,7 @@ class FeaturePipeline:
         arrays = {"svd_components": self.svd_components, "mean": self.mean, "std": self.std}
         for name, array in arrays.items():
             if array is not None:
-                _save_npy(directory / f"{name}.npy", array)
+                write_npy_atomic(directory / f"{name}.npy", array)
         write_json_atomic(
             directory / "pipeline.json",
             {

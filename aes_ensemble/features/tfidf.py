@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.io import write_json_atomic, write_npy_atomic
 
 Block = Literal["word", "char"]
 
@@ -109,8 +109,7 @@ class TfidfFeatures:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for block, v in self.vectorizers.items():
-            with atomic_path(directory / f"idf_{block}.npy") as tmp, tmp.open("wb") as handle:
-                np.save(handle, np.asarray(v.idf_), allow_pickle=False)
+            write_npy_atomic(directory / f"idf_{block}.npy", np.asarray(v.idf_))
         vocab = {b: v.get_feature_names_out().tolist() for b, v in self.vectorizers.items()}
         write_json_atomic(
             directory / "tfidf.json",
