@@ -201,6 +201,20 @@ def headline_qwk(
     return qwk(y_true, y_pred, scale=scales.for_prompt(None))
 
 
+def headline_qwk_by_group(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    prompts: np.ndarray,
+    scales: ScoreScales,
+    groups: np.ndarray,
+) -> dict[str, float]:
+    """:func:`headline_qwk` within each group (a fold, a source), keyed by the group's name."""
+    return {
+        str(g): headline_qwk(y_true[groups == g], y_pred[groups == g], prompts[groups == g], scales)
+        for g in np.unique(groups)
+    }
+
+
 def bootstrap_interval(
     y_true: Sequence[float] | np.ndarray,
     y_pred: Sequence[float] | np.ndarray,

@@ -17,7 +17,7 @@ import polars as pl
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import Folds
-from aes_ensemble.metrics import headline_qwk
+from aes_ensemble.metrics import headline_qwk_by_group
 from aes_ensemble.store import (
     PROBA_PREFIX,
     PredictionMeta,
@@ -131,12 +131,7 @@ def import_predictions(
     oof_prompts = np.asarray(oof["prompt"].to_list(), dtype=object)
     levels = train.scales.round(oof["pred"].to_numpy(), oof_prompts)
     oof_fold = oof["fold"].to_numpy()
-    fold_qwk = {
-        str(k): headline_qwk(
-            y[oof_fold == k], levels[oof_fold == k], oof_prompts[oof_fold == k], train.scales
-        )
-        for k in np.unique(oof_fold)
-    }
+    fold_qwk = headline_qwk_by_group(y, levels, oof_prompts, train.scales, oof_fold)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     meta = PredictionMeta(
         name=name,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from aes_ensemble.config import hash_mapping
-from aes_ensemble.metrics import headline_qwk
+from aes_ensemble.metrics import headline_qwk_by_group
 from aes_ensemble.stacking.config import MetaClass, StackConfig
 from aes_ensemble.stacking.inputs import StackData
 from aes_ensemble.stacking.meta import make_meta
@@ -101,15 +101,7 @@ def _prediction_set(
         fold += [None] * len(data.test_ids)
         prompts += list(data.test_prompts)
         pred += list(result.test)
-    fold_qwk = {
-        str(k): headline_qwk(
-            data.y[data.folds == k],
-            result.cross[data.folds == k],
-            data.prompts[data.folds == k],
-            data.scales,
-        )
-        for k in np.unique(data.folds)
-    }
+    fold_qwk = headline_qwk_by_group(data.y, result.cross, data.prompts, data.scales, data.folds)
     resolved = config.model_dump(mode="json", by_alias=True)
     meta = PredictionMeta(
         name=name,

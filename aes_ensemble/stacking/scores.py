@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from aes_ensemble.metrics import NO_PROMPT, bootstrap_interval, headline_qwk, qwk_by_prompt
+from aes_ensemble.metrics import (
+    NO_PROMPT,
+    bootstrap_interval,
+    headline_qwk,
+    headline_qwk_by_group,
+    qwk_by_prompt,
+)
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.stacking.inputs import StackData
 from aes_ensemble.stacking.nested import NestedResult, fit_cuts
@@ -57,10 +63,7 @@ def qwk_numbers(
         out["per_prompt"] = qwk_by_prompt(y, cross, prompts, scales)
     if sources is not None and any(s is not None for s in sources):
         keys = np.asarray([NO_PROMPT if s is None else str(s) for s in sources], dtype=object)
-        out["per_source"] = {
-            str(s): headline_qwk(y[keys == s], cross[keys == s], prompts[keys == s], scales)
-            for s in sorted(set(keys))
-        }
+        out["per_source"] = headline_qwk_by_group(y, cross, prompts, scales, keys)
     return out
 
 
