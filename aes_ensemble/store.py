@@ -351,6 +351,17 @@ def read_predictions(
     return PredictionSet(frame, meta)
 
 
+def check_same_folds(first: PredictionSet, other: PredictionSet, path: Path | None = None) -> None:
+    """OOF columns fitted on different folds cannot be stacked: their validation rows differ."""
+    if other.meta.folds_hash != first.meta.folds_hash:
+        raise AesError(
+            f"mixed folds: '{first.name}' has folds hash {first.meta.folds_hash} but "
+            f"'{other.name}' has {other.meta.folds_hash}; refit or re-import one of them with "
+            "the same folds",
+            path=path,
+        )
+
+
 class PredictionStore:
     """The ``oof/`` folder: files named ``NAME.parquet``, read and written by name."""
 
@@ -398,12 +409,7 @@ class PredictionStore:
         sets: list[PredictionSet] = []
         for name in names:
             ps = self.read(name, folds_hash, expected_ids)
-            if sets and ps.meta.folds_hash != sets[0].meta.folds_hash:
-                raise AesError(
-                    f"mixed folds: '{sets[0].name}' has folds hash {sets[0].meta.folds_hash} but "
-                    f"'{name}' has {ps.meta.folds_hash}; refit or re-import one of them with "
-                    "the same folds",
-                    path=self.path(name),
-                )
+            if sets:
+                check_same_folds(sets[0], ps, self.path(name))
             sets.append(ps)
         return sets

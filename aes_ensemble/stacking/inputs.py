@@ -16,7 +16,7 @@ import polars as pl
 
 from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScales
-from aes_ensemble.store import PredictionSet
+from aes_ensemble.store import PredictionSet, check_same_folds
 
 
 @dataclass(frozen=True)
@@ -78,17 +78,6 @@ def aligned_rows(ps: PredictionSet, split: str, ids: Sequence[str]) -> pl.DataFr
     return order.join(rows, on="essay_id", how="left", maintain_order="left")
 
 
-def _check_same_folds(sets: Sequence[PredictionSet]) -> None:
-    first = sets[0]
-    for ps in sets[1:]:
-        if ps.meta.folds_hash != first.meta.folds_hash:
-            raise AesError(
-                f"mixed folds: '{first.name}' has folds hash {first.meta.folds_hash} but "
-                f"'{ps.name}' has {ps.meta.folds_hash}; refit or re-import one of them "
-                "with the same folds"
-            )
-
-
 def build_stack_data(
     sets: Sequence[PredictionSet],
     ids: Sequence[str],
@@ -109,7 +98,8 @@ def build_stack_data(
     names = [ps.name for ps in sets]
     if len(set(names)) != len(names):
         raise AesError(f"base learner names repeat: {', '.join(names)}")
-    _check_same_folds(sets)
+    for ps in sets[1:]:
+        check_same_folds(sets[0], ps)
     y = np.asarray(y, dtype=float)
     prompts = np.asarray(prompts, dtype=object)
     oof = [aligned_rows(ps, "oof", ids) for ps in sets]
