@@ -351,6 +351,27 @@ def read_predictions(
     return PredictionSet(frame, meta)
 
 
+def aligned_rows(ps: PredictionSet, split: str, ids: Sequence[str]) -> pl.DataFrame:
+    """The rows of ``split`` in the order of ``ids``; a missing or extra essay is an error."""
+    rows = ps.frame.filter(pl.col("split") == split)
+    have = set(rows["essay_id"].to_list())
+    missing = [i for i in ids if i not in have]
+    if missing:
+        raise AesError(
+            f"'{ps.name}' has no {split} prediction for essay '{missing[0]}' "
+            f"({len(missing)} missing); refit it on this data or leave it out with --models"
+        )
+    if rows.height != len(ids):
+        wanted = set(ids)
+        extra = next(i for i in rows["essay_id"].to_list() if i not in wanted)
+        raise AesError(
+            f"'{ps.name}' has a {split} prediction for essay '{extra}', which is not in the "
+            f"{'training' if split == 'oof' else 'test'} essays"
+        )
+    order = pl.DataFrame({"essay_id": list(ids)}, schema={"essay_id": pl.String})
+    return order.join(rows, on="essay_id", how="left", maintain_order="left")
+
+
 def check_same_folds(first: PredictionSet, other: PredictionSet, path: Path | None = None) -> None:
     """OOF columns fitted on different folds cannot be stacked: their validation rows differ."""
     if other.meta.folds_hash != first.meta.folds_hash:

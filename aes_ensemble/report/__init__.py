@@ -61,7 +61,7 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
         raise AesError(
             "no prediction files to report on; run `aes-ensemble fit-base` first", path=ws.oof_dir
         )
-    sets = store.read_many(names)
+    sets = store.read_many(names, expected_ids=essays.ids)
     summaries = read_stack_summaries(ws.reports_dir)
     stack_names = {s.name for s in summaries}
     scored = [score(ps, essays) for ps in sets]

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.metrics import bootstrap_interval, headline_qwk, qwk_by_prompt
-from aes_ensemble.store import PredictionSet
+from aes_ensemble.store import PredictionSet, aligned_rows
 from aes_ensemble.thresholds import Thresholds, cross_fit
 
 N_BOOT = 1000
@@ -35,7 +34,6 @@ class Scored:
     learner: str
     is_stack: bool
     pred: np.ndarray
-    folds: np.ndarray
     rounded: np.ndarray
     thresholded: np.ndarray
     seconds: float | None
@@ -68,36 +66,15 @@ def is_stack(ps: PredictionSet) -> bool:
     return ps.meta.learner.lower().startswith("stack")
 
 
-def align_oof(ps: PredictionSet, essays: Essays) -> tuple[np.ndarray, np.ndarray]:
-    """``(pred, fold)`` of the OOF rows in the essays' order; every training essay must have one."""
-    ids = essays.frame.select("essay_id").with_row_index("_pos")
-    oof = ps.oof.select("essay_id", "pred", "fold")
-    joined = ids.join(oof, on="essay_id", how="left").sort("_pos")
-    missing = joined.filter(pl.col("pred").is_null())["essay_id"]
-    if missing.len():
-        raise AesError(
-            f"predictions '{ps.name}' have no OOF row for training essay '{missing[0]}' "
-            f"({missing.len()} missing in all); were they made on another dataset?"
-        )
-    extra = oof.filter(~pl.col("essay_id").is_in(ids["essay_id"].implode()))["essay_id"]
-    if extra.len():
-        raise AesError(
-            f"predictions '{ps.name}' have an OOF row for essay '{extra[0]}', which is not a "
-            f"training essay ({extra.len()} such in all)"
-        )
-    return joined["pred"].to_numpy().astype(float), joined["fold"].to_numpy().astype(np.int64)
-
-
 def score(ps: PredictionSet, essays: Essays) -> Scored:
     """Align, round and cross-fit thresholds for one prediction file."""
-    pred, folds = align_oof(ps, essays)
+    rows = aligned_rows(ps, "oof", essays.ids)
+    pred, folds = rows["pred"].to_numpy().astype(float), rows["fold"].to_numpy().astype(np.int64)
     prompts = essays.prompts
     rounded = essays.scales.round(pred, prompts)
     thresholded = cross_fit(essays.scores, pred, prompts, folds, essays.scales).pred
     seconds = sum(ps.meta.fit_seconds.values()) if ps.meta.fit_seconds else None
-    return Scored(
-        ps.name, ps.meta.learner, is_stack(ps), pred, folds, rounded, thresholded, seconds
-    )
+    return Scored(ps.name, ps.meta.learner, is_stack(ps), pred, rounded, thresholded, seconds)
 
 
 def _interval(essays: Essays, levels: np.ndarray) -> tuple[float, float]:

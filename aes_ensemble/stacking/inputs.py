@@ -16,7 +16,7 @@ import polars as pl
 
 from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScales
-from aes_ensemble.store import PredictionSet, check_same_folds
+from aes_ensemble.store import PredictionSet, aligned_rows, check_same_folds
 
 
 @dataclass(frozen=True)
@@ -55,27 +55,6 @@ class StackData:
 def length_features(texts: Sequence[str]) -> np.ndarray:
     """``log(1 + words)`` per essay: length explains much of a holistic score, on a tame range."""
     return np.log1p(np.asarray([len(t.split()) for t in texts], dtype=float))[:, None]
-
-
-def aligned_rows(ps: PredictionSet, split: str, ids: Sequence[str]) -> pl.DataFrame:
-    """The rows of ``split`` in the order of ``ids``; a missing or extra essay is an error."""
-    rows = ps.frame.filter(pl.col("split") == split)
-    have = set(rows["essay_id"].to_list())
-    missing = [i for i in ids if i not in have]
-    if missing:
-        raise AesError(
-            f"'{ps.name}' has no {split} prediction for essay '{missing[0]}' "
-            f"({len(missing)} missing); refit it on this data or leave it out with --models"
-        )
-    if rows.height != len(ids):
-        wanted = set(ids)
-        extra = next(i for i in rows["essay_id"].to_list() if i not in wanted)
-        raise AesError(
-            f"'{ps.name}' has a {split} prediction for essay '{extra}', which is not in the "
-            f"{'training' if split == 'oof' else 'test'} essays"
-        )
-    order = pl.DataFrame({"essay_id": list(ids)}, schema={"essay_id": pl.String})
-    return order.join(rows, on="essay_id", how="left", maintain_order="left")
 
 
 def build_stack_data(

@@ -18,10 +18,10 @@ from aes_ensemble.errors import AesError
 from aes_ensemble.folds import load_folds
 from aes_ensemble.io import atomic_path, write_json_atomic
 from aes_ensemble.stacking.config import StackConfig
-from aes_ensemble.stacking.inputs import aligned_rows, build_stack_data, length_features
+from aes_ensemble.stacking.inputs import build_stack_data, length_features
 from aes_ensemble.stacking.nested import fit_cuts
 from aes_ensemble.stacking.run import STACK_LEARNER, StackRun, run_stack
-from aes_ensemble.store import PredictionSet, PredictionStore
+from aes_ensemble.store import PredictionSet, PredictionStore, aligned_rows
 from aes_ensemble.thresholds import Thresholds
 from aes_ensemble.workspace import Workspace
 
