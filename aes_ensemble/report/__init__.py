@@ -38,7 +38,7 @@ from aes_ensemble.report.validity import (
 )
 from aes_ensemble.scales import ScoreScale
 from aes_ensemble.store import PredictionStore
-from aes_ensemble.thresholds import Thresholds, fit_thresholds
+from aes_ensemble.thresholds import Cutpoints, Thresholds, fit_thresholds
 from aes_ensemble.workspace import Workspace
 
 __all__ = ["write_report"]
@@ -82,7 +82,7 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
             CutpointRow(
                 scale=scale_text(c.scale),
                 fitted=[float(x) for x in c.cuts],
-                rounding=[float(x) for x in c.scale.levels[:-1] + c.scale.step / 2],
+                rounding=[float(x) for x in Cutpoints.midpoints(c.scale).cuts],
             )
             for c in thresholds.cutpoints
         ],

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from aes_ensemble.scales import ScoreScale
+from aes_ensemble.thresholds import Cutpoints
 
 DPI = 100
 MAX_ANNOTATED_LEVELS = 13
@@ -110,7 +111,7 @@ def cutpoints_png(panels: Sequence[tuple[str, ScoreScale, np.ndarray, np.ndarray
     ):
         low, high = scale.low - scale.step, scale.high + scale.step
         ax.hist(np.clip(pred, low, high), bins=60, range=(low, high), color="#b9cde5")
-        for c in scale.levels[:-1] + scale.step / 2:
+        for c in Cutpoints.midpoints(scale).cuts:
             ax.axvline(c, color="#888888", linestyle=":", linewidth=1)
         for c in cuts:
             ax.axvline(c, color="#b84a4a", linewidth=1.5)
