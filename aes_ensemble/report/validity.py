@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import NO_PROMPT, qwk
+from aes_ensemble.metrics import NO_PROMPT, finite_array, qwk
 from aes_ensemble.scales import ScoreScales
 
 SMD_LIMIT_OVERALL = 0.15
@@ -52,11 +52,12 @@ class AgreementRow:
     below_minimum: bool
 
 
-def _floats(values: object, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=float).ravel()
-    if not np.isfinite(arr).all():
-        raise AesError(f"{name} has a missing or infinite value")
-    return arr
+def _score_pair(machine: object, human: object) -> tuple[np.ndarray, np.ndarray]:
+    m = finite_array(machine, "machine scores")
+    h = finite_array(human, "human scores")
+    if len(m) != len(h):
+        raise AesError(f"machine scores have {len(m)} values but human scores have {len(h)}")
+    return m, h
 
 
 def pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,10 +73,10 @@ def smd(machine: object, human: object) -> float:
     NaN where it is undefined (fewer than two essays, or both score sets constant): a verdict
     on such a group would be noise.
     """
-    m = _floats(machine, "machine scores")
-    h = _floats(human, "human scores")
-    if len(m) != len(h):
-        raise AesError(f"machine scores have {len(m)} values but human scores have {len(h)}")
+    return _checked_smd(*_score_pair(machine, human))
+
+
+def _checked_smd(m: np.ndarray, h: np.ndarray) -> float:
     sd = pooled_sd(m, h)
     if math.isnan(sd) or sd == 0:
         return math.nan
@@ -85,7 +86,7 @@ def smd(machine: object, human: object) -> float:
 def _smd_row(
     column: str | None, group: str, machine: np.ndarray, human: np.ndarray, limit: float
 ) -> SmdRow:
-    value = smd(machine, human)
+    value = _checked_smd(machine, human)
     judged = len(human) >= MIN_GROUP_N and not math.isnan(value)
     return SmdRow(
         column=column,
@@ -126,10 +127,7 @@ def smd_table(
     """The overall SMD row and, with ``prompts``, one row per prompt (each a task of its own,
     limit 0.15); then one row per level of each subgroup column (limit 0.10). Levels are
     sorted (numbers numerically); missing values group as ``(missing)``."""
-    m = _floats(machine, "machine scores")
-    h = _floats(human, "human scores")
-    if len(m) != len(h):
-        raise AesError(f"machine scores have {len(m)} values but human scores have {len(h)}")
+    m, h = _score_pair(machine, human)
     rows = [_smd_row(None, ALL, m, h, SMD_LIMIT_OVERALL)]
     columns: list[tuple[str, object, float]] = []
     if prompts is not None:
@@ -166,8 +164,8 @@ def agreement_table(
     Only essays with both ratings count. The ``(all)`` row is the mean of the per-prompt values
     with per-prompt scales (the ASAP protocol), else one QWK over all those essays.
     """
-    h = _floats(human, "human scores")
-    m = _floats(machine, "machine scores")
+    h = finite_array(human, "human scores")
+    m = finite_array(machine, "machine scores")
     r1 = np.asarray(rater1, dtype=float).ravel()
     r2 = np.asarray(rater2, dtype=float).ravel()
     keys = np.asarray(
