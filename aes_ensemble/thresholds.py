@@ -84,6 +84,13 @@ class Thresholds:
                 return c
         raise AesError(f"no cut points were fitted for scale {_name(scale)}")
 
+    def covering(self, prompts: np.ndarray, scales: ScoreScales) -> Thresholds:
+        """These cut points plus plain rounding for each scale of ``prompts`` they lack: the
+        fitting rows of a prompt-grouped fold may miss a scale whole, leaving nothing to fit."""
+        have = {c.scale for c in self.cutpoints}
+        needed = sorted(set(scales.groups(prompts)) - have, key=lambda s: (s.low, s.high, s.step))
+        return Thresholds(self.cutpoints + tuple(Cutpoints.midpoints(s) for s in needed))
+
     def apply(
         self,
         pred: Sequence[float] | np.ndarray,
@@ -304,12 +311,9 @@ def cross_fit(
     for k in np.unique(fold):
         test = fold == k
         train = ~test
-        fitted = fit_thresholds(
+        thresholds = fit_thresholds(
             y[train], x[train], keys[train], scales, method=method, seed=seed, n_trials=n_trials
-        )
-        have = {c.scale for c in fitted.cutpoints}
-        missing = [s for s in scales.groups(keys[test]) if s not in have]
-        thresholds = Thresholds(fitted.cutpoints + tuple(Cutpoints.midpoints(s) for s in missing))
+        ).covering(keys[test], scales)
         out[test] = thresholds.apply(x[test], keys[test], scales)
         per_fold[int(k)] = thresholds
     return CrossFitResult(pred=out, per_fold=per_fold)

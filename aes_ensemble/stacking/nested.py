@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -21,9 +21,8 @@ from sklearn.base import clone
 from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.stacking.inputs import StackData
-from aes_ensemble.thresholds import Cutpoints, Thresholds, fit_thresholds
+from aes_ensemble.thresholds import Thresholds, fit_thresholds
 
-ThresholdMethod = Literal["nelder-mead", "optuna", "none"]
 THRESHOLD_METHODS: tuple[str, ...] = ("nelder-mead", "optuna", "none")
 
 
@@ -42,17 +41,10 @@ def fit_cuts(
         raise AesError(
             f"unknown threshold method '{method}' (valid: {', '.join(THRESHOLD_METHODS)})"
         )
-    fitted: tuple[Cutpoints, ...] = ()
+    fitted = Thresholds(())
     if method != "none":
-        fitted = fit_thresholds(y, pred, prompts, scales, method=method, seed=seed).cutpoints  # type: ignore[arg-type]
-    have = {c.scale for c in fitted}
-    needed = set(scales.groups(np.concatenate([prompts, cover]))) - have
-    rounding = tuple(Cutpoints.midpoints(s) for s in sorted(needed, key=_scale_key))
-    return Thresholds(fitted + rounding)
-
-
-def _scale_key(scale: Any) -> tuple[float, float, float]:
-    return (scale.low, scale.high, scale.step)
+        fitted = fit_thresholds(y, pred, prompts, scales, method=method, seed=seed)  # type: ignore[arg-type]
+    return fitted.covering(np.concatenate([prompts, cover]), scales)
 
 
 @dataclass
