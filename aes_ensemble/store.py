@@ -320,6 +320,28 @@ def write_predictions(path: str | Path, ps: PredictionSet) -> Path:
     return target
 
 
+def _meta_of(schema: pa.Schema, file: Path) -> PredictionMeta:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise AesError(
+            f"has no '{METADATA_KEY.decode()}' metadata: not written by aes-ensemble "
+            "(bring outside predictions in with `aes-ensemble oof import`)",
+            path=file,
+        )
+    return PredictionMeta.from_json(raw, path=file)
+
+
+def read_prediction_meta(path: str | Path) -> PredictionMeta:
+    """A store file's metadata alone, from the Parquet footer: which learner and folds made it,
+    without reading and validating its rows."""
+    file = Path(path)
+    try:
+        schema = pq.read_schema(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise AesError(f"not a readable Parquet file ({exc})", path=file) from None
+    return _meta_of(schema, file)
+
+
 def read_predictions(
     path: str | Path,
     *,
@@ -334,14 +356,7 @@ def read_predictions(
         table = pq.read_table(file)
     except (pa.ArrowException, OSError) as exc:
         raise AesError(f"not a readable Parquet file ({exc})", path=file) from None
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise AesError(
-            f"has no '{METADATA_KEY.decode()}' metadata: not written by aes-ensemble "
-            "(bring outside predictions in with `aes-ensemble oof import`)",
-            path=file,
-        )
-    meta = PredictionMeta.from_json(raw, path=file)
+    meta = _meta_of(table.schema, file)
     frame = cast(pl.DataFrame, pl.from_arrow(table))
     validate_frame(frame, path=file)
     if folds_hash is not None:
@@ -407,13 +422,20 @@ class PredictionStore:
         folds_hash: str | None = None,
         expected_ids: Iterable[str] | None = None,
     ) -> PredictionSet:
+        file = self._existing(name)
+        return read_predictions(file, folds_hash=folds_hash, expected_ids=expected_ids)
+
+    def read_meta(self, name: str) -> PredictionMeta:
+        return read_prediction_meta(self._existing(name))
+
+    def _existing(self, name: str) -> Path:
         file = self.path(name)
         if not file.is_file():
             raise AesError(
                 f"no predictions named '{name}'{did_you_mean(name, self.names())}",
                 path=file,
             )
-        return read_predictions(file, folds_hash=folds_hash, expected_ids=expected_ids)
+        return file
 
     def write(self, ps: PredictionSet) -> Path:
         return write_predictions(self.path(ps.name), ps)

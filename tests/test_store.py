@@ -20,6 +20,7 @@ from aes_ensemble.store import (
     PredictionSet,
     PredictionStore,
     prediction_frame,
+    read_prediction_meta,
     read_predictions,
     write_predictions,
 )
@@ -168,6 +169,24 @@ def test_bad_metadata_is_named(tmp_path: Path, meta_json: bytes | None, message:
     rewrite(path, make_set().frame, meta_json)
     with pytest.raises(AesError, match=message):
         read_predictions(path)
+    with pytest.raises(AesError, match=message):
+        read_prediction_meta(path)
+
+
+def test_meta_alone_comes_from_the_footer(tmp_path: Path) -> None:
+    """The metadata is read without the rows, so a file whose rows are broken still names its
+    learner (the stack commands only need that to pick files)."""
+    store = PredictionStore(tmp_path)
+    ps = make_set()
+    store.write(ps)
+    assert store.read_meta("ridge") == ps.meta
+    broken = _corrupt(ps.frame, "pred", 0, float("nan"))
+    rewrite(store.path("ridge"), broken, ps.meta.to_json().encode())
+    assert store.read_meta("ridge") == ps.meta
+    with pytest.raises(AesError, match="row 1: pred nan is not finite"):
+        store.read("ridge")
+    with pytest.raises(AesError, match="no predictions named 'ridg'"):
+        store.read_meta("ridg")
 
 
 def test_missing_and_non_parquet_files(tmp_path: Path) -> None:

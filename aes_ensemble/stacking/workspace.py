@@ -42,7 +42,7 @@ def base_learner_names(store: PredictionStore, exclude: str = "") -> list[str]:
     names = [
         name
         for name in store.names()
-        if name != exclude and store.read(name).meta.learner != STACK_LEARNER
+        if name != exclude and store.read_meta(name).learner != STACK_LEARNER
     ]
     if not names:
         raise AesError(
@@ -91,7 +91,7 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
 
 def single_stack(store: PredictionStore) -> str:
     """The one stack in ``oof/``; an error when there are none or several."""
-    stacks = [n for n in store.names() if store.read(n).meta.learner == STACK_LEARNER]
+    stacks = [n for n in store.names() if store.read_meta(n).learner == STACK_LEARNER]
     if len(stacks) == 1:
         return stacks[0]
     if not stacks:
