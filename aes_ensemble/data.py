@@ -220,7 +220,8 @@ def _parse_tsv(text: str, path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.Series("_row", numbers, dtype=pl.Int64))
 
 
-def _parse_csv(data: bytes, path: Path) -> pl.DataFrame:
+def parse_csv(data: bytes, path: Path) -> pl.DataFrame:
+    """Every column as strings, plus ``_row``: the 1-based data row that errors name."""
     try:
         frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
     except pl.exceptions.PolarsError as exc:
@@ -255,7 +256,7 @@ def _read_table(path: Path, data_format: str) -> pl.DataFrame:
     header, sep = _header_line(raw)
     is_asap = data_format == "asap" or (data_format == "auto" and detect_format(header) == "asap")
     text = _decode(raw, path, allow_cp1252=is_asap)
-    frame = _parse_tsv(text, path) if sep == "\t" else _parse_csv(text.encode("utf-8"), path)
+    frame = _parse_tsv(text, path) if sep == "\t" else parse_csv(text.encode("utf-8"), path)
     if frame.height == 0:
         raise AesError("file has a header but no essays", path=path)
     return frame
@@ -296,7 +297,7 @@ def _numeric(frame: pl.DataFrame, column: str, label: str, path: Path) -> pl.Ser
     return frame.select(number.alias(column)).to_series()
 
 
-def _check_columns(header: Sequence[str], wanted: Sequence[str], path: Path, why: str) -> None:
+def check_columns(header: Sequence[str], wanted: Sequence[str], path: Path, why: str) -> None:
     for name in wanted:
         if name not in header:
             raise AesError(
@@ -349,12 +350,12 @@ def read_essays(
     header = [c for c in table.columns if c != "_row"]
     layout = _layout(header, data_format, columns, file)
     cols = layout.columns
-    _check_columns(header, [cols["essay_id"], cols["full_text"]], file, f"{layout.name} format")
+    check_columns(header, [cols["essay_id"], cols["full_text"]], file, f"{layout.name} format")
     if role == "train":
-        _check_columns(header, [cols["score"]], file, f"training file, {layout.name} format")
+        check_columns(header, [cols["score"]], file, f"training file, {layout.name} format")
     if layout.required_prompt:
-        _check_columns(header, [cols["prompt"]], file, f"{layout.name} format")
-    _check_columns(header, list(subgroups), file, "named as a subgroup")
+        check_columns(header, [cols["prompt"]], file, f"{layout.name} format")
+    check_columns(header, list(subgroups), file, "named as a subgroup")
     clash = set(subgroups) & {*CORE_COLUMNS, *(layout.extras or {}).values()}
     if clash:
         raise AesError(f"subgroup '{sorted(clash)[0]}' clashes with a schema column", path=file)
@@ -401,10 +402,8 @@ def read_essays(
     return Essays(ordered, scales, file, tuple(subgroups))
 
 
-def _validate_ids_and_texts(frame: pl.DataFrame, path: Path) -> None:
-    bad = _first_row(frame, pl.col("essay_id").is_null())
-    if bad is not None:
-        raise AesError("essay_id is empty", path=path, row=int(str(bad["_row"])))
+def check_unique_ids(frame: pl.DataFrame, path: Path) -> None:
+    """A repeated ``essay_id`` is an error naming both rows (``frame`` has ``_row``)."""
     dup = _first_row(frame, pl.col("essay_id").is_duplicated())
     if dup is not None:
         rows = frame.filter(pl.col("essay_id") == dup["essay_id"])["_row"].to_list()
@@ -413,6 +412,13 @@ def _validate_ids_and_texts(frame: pl.DataFrame, path: Path) -> None:
             path=path,
             row=rows[1],
         )
+
+
+def _validate_ids_and_texts(frame: pl.DataFrame, path: Path) -> None:
+    bad = _first_row(frame, pl.col("essay_id").is_null())
+    if bad is not None:
+        raise AesError("essay_id is empty", path=path, row=int(str(bad["_row"])))
+    check_unique_ids(frame, path)
     empty = pl.col("full_text").is_null() | (pl.col("full_text").str.strip_chars() == "")
     bad = _first_row(frame, empty)
     if bad is not None:

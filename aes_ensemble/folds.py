@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from aes_ensemble.data import Essays
+from aes_ensemble.data import Essays, check_columns, check_unique_ids, parse_csv
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, write_json_atomic
 from aes_ensemble.workspace import Workspace
@@ -181,19 +181,11 @@ def _drop_null_prompt(frame: pl.DataFrame) -> pl.DataFrame:
 def _read_csv(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise AesError("folds file not found", path=path)
-    try:
-        frame = pl.read_csv(path, infer_schema=False, raise_if_empty=False)
-    except pl.exceptions.PolarsError as exc:
-        raise AesError(f"cannot parse as CSV ({str(exc).splitlines()[0]})", path=path) from None
-    for column in ("essay_id", "fold"):
-        if column not in frame.columns:
-            raise AesError(
-                f"missing required column '{column}'; columns: {', '.join(frame.columns)}",
-                path=path,
-            )
+    frame = parse_csv(path.read_bytes(), path)
+    check_columns(frame.drop("_row").columns, ("essay_id", "fold"), path, "a folds file")
     if frame.height == 0:
         raise AesError("folds file has a header but no rows", path=path)
-    return frame.with_row_index("_row", offset=1)
+    return frame
 
 
 def read_folds_file(path: str | Path, essays: Essays) -> Folds:
@@ -207,14 +199,7 @@ def read_folds_file(path: str | Path, essays: Essays) -> Folds:
             f"fold '{bad['fold'][0]}' is not a non-negative integer", path=file, row=bad["_row"][0]
         )
     frame = frame.with_columns(fold.alias("fold"))
-    dup = frame.filter(pl.col("essay_id").is_duplicated())
-    if dup.height:
-        rows = dup.filter(pl.col("essay_id") == dup["essay_id"][0])["_row"].to_list()
-        raise AesError(
-            f"duplicate essay_id '{dup['essay_id'][0]}' (rows {rows[0]} and {rows[1]})",
-            path=file,
-            row=rows[1],
-        )
+    check_unique_ids(frame, file)
     known = pl.Series(essays.ids, dtype=pl.String).implode()
     extra = frame.filter(~pl.col("essay_id").is_in(known))
     if extra.height:
