@@ -331,7 +331,7 @@ def test_report_numbers_are_the_metrics_of_the_files(workspace: Workspace, repor
 
 
 def test_stack_summary_weights_and_cuts_are_read(workspace: Workspace) -> None:
-    (summary,) = read_stack_summaries(workspace.reports_dir)
+    (summary,) = read_stack_summaries(workspace.reports_dir, ["stack_mean"])
     assert summary.name == "stack_mean"
     assert summary.weights == {"ridge_tfidf": 0.5, "ridge_length": 0.5}
     assert summary.thresholds is not None
@@ -341,7 +341,7 @@ def test_stack_summary_weights_and_cuts_are_read(workspace: Workspace) -> None:
 def test_broken_stack_summary_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "stack_x.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(AesError, match=r"stack_x\.json"):
-        read_stack_summaries(tmp_path)
+        read_stack_summaries(tmp_path, ["stack_x"])
 
 
 def test_report_is_bit_identical_on_rerun(

@@ -6,7 +6,6 @@ The numbers come from ``leaderboard`` and ``validity`` (pure computation), the p
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from aes_ensemble.report.leaderboard import (
     best_learner,
     correlation,
     featured,
+    is_stack,
     leaderboard,
     per_prompt,
     read_stack_summaries,
@@ -62,10 +62,8 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
             "no prediction files to report on; run `aes-ensemble fit-base` first", path=ws.oof_dir
         )
     sets = store.read_many(names, expected_ids=essays.ids)
-    summaries = read_stack_summaries(ws.reports_dir)
-    stack_names = {s.name for s in summaries}
+    summaries = read_stack_summaries(ws.reports_dir, [ps.name for ps in sets if is_stack(ps)])
     scored = [score(ps, essays) for ps in sets]
-    scored = [replace(s, is_stack=s.is_stack or s.name in stack_names) for s in scored]
     rows = leaderboard(scored, essays)
     top = featured(scored, rows)
     thresholds, source = _cutpoints(top, summaries, essays)

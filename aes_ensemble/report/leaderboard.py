@@ -54,7 +54,7 @@ class LeaderboardRow:
 
 @dataclass(frozen=True)
 class StackSummary:
-    """What the report takes from ``reports/stack_*.json``: weights and final cut points."""
+    """What the report takes from a stack's ``reports/NAME.json``: weights, final cut points."""
 
     path: Path
     name: str
@@ -159,15 +159,19 @@ def _weights(data: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def read_stack_summaries(reports_dir: Path) -> list[StackSummary]:
-    """Every ``stack_*.json`` in ``reports_dir``; absent is fine, unreadable is an error.
+def read_stack_summaries(reports_dir: Path, stacks: Sequence[str]) -> list[StackSummary]:
+    """The summary ``reports/NAME.json`` that ``aes-ensemble stack`` writes beside each stack
+    NAME in ``stacks`` (a custom ``name:`` included); absent is fine, unreadable is an error.
 
-    Read keys: ``name`` (the stack's prediction file; default: the file name without
-    ``stack_``), ``weights`` (learner -> number) and ``final_thresholds`` (``Thresholds.to_dict``).
-    Other keys are left alone, so the stack may record more than the report shows.
+    Read keys: ``weights`` (learner -> number) and ``final_thresholds``
+    (``Thresholds.to_dict``). Other keys are left alone, so the stack may record more than the
+    report shows.
     """
     out: list[StackSummary] = []
-    for path in sorted(Path(reports_dir).glob("stack_*.json")):
+    for name in stacks:
+        path = Path(reports_dir) / f"{name}.json"
+        if not path.is_file():
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -181,11 +185,10 @@ def read_stack_summaries(reports_dir: Path) -> list[StackSummary]:
                 thresholds = Thresholds.from_dict(raw_thresholds)
             except AesError as exc:
                 raise AesError(exc.message, path=path, key="thresholds") from None
-        name = data.get("name")
         out.append(
             StackSummary(
                 path=path,
-                name=name if isinstance(name, str) else path.stem.removeprefix("stack_"),
+                name=name,
                 weights=_weights(data),
                 thresholds=thresholds,
             )
