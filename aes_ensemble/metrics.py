@@ -67,19 +67,22 @@ def finite_array(values: object, name: str) -> np.ndarray:
     return arr
 
 
-def _check_pair(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray]:
-    t = finite_array(y_true, "y_true")
-    p = finite_array(y_pred, "y_pred")
-    if len(t) != len(p):
-        raise AesError(f"y_true has {len(t)} values but y_pred has {len(p)}")
-    return t, p
+def finite_pair(
+    a: object, b: object, names: tuple[str, str] = ("y_true", "y_pred")
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two :func:`finite_array` of one length, e.g. true and predicted scores."""
+    x = finite_array(a, names[0])
+    y = finite_array(b, names[1])
+    if len(x) != len(y):
+        raise AesError(f"{names[0]} has {len(x)} values but {names[1]} has {len(y)}")
+    return x, y
 
 
 def _to_indices(
     y_true: object, y_pred: object, scale: ScoreScale | None, n_levels: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Level indices of both arrays and the number of levels the weights span."""
-    t, p = _check_pair(y_true, y_pred)
+    t, p = finite_pair(y_true, y_pred)
     if scale is not None:
         for arr, name in ((t, "y_true"), (p, "y_pred")):
             off = ~scale.is_level(arr)
@@ -169,7 +172,7 @@ def qwk_by_prompt(
     scales: ScoreScales,
 ) -> dict[str, float]:
     """QWK of each prompt on that prompt's scale; rows without a prompt fall under ``NO_PROMPT``."""
-    t, p = _check_pair(y_true, y_pred)
+    t, p = finite_pair(y_true, y_pred)
     return {
         NO_PROMPT if prompt is None else prompt: qwk(
             t[rows], p[rows], scale=scales.for_prompt(prompt)
@@ -237,7 +240,7 @@ def bootstrap_interval(
         raise AesError(f"alpha {alpha} must lie strictly between 0 and 1")
     if n_boot < 1:
         raise AesError(f"n_boot {n_boot} must be at least 1")
-    t, p = _check_pair(y_true, y_pred)
+    t, p = finite_pair(y_true, y_pred)
     rng = np.random.default_rng(seed)
     if scales is not None and scales.is_per_prompt:
         by_prompt = _rows_by_prompt(prompts, len(t))

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import finite_array, kappa_from_confusion
+from aes_ensemble.metrics import finite_array, finite_pair, kappa_from_confusion
 from aes_ensemble.scales import ScoreScale, ScoreScales
 
 Method = Literal["nelder-mead", "optuna"]
@@ -237,10 +237,7 @@ def fit_cutpoints(
     """
     if method not in METHODS:
         raise AesError(f"unknown threshold method '{method}' (valid: {', '.join(METHODS)})")
-    y = finite_array(y_true, "y_true")
-    x = finite_array(pred, "pred")
-    if len(y) != len(x):
-        raise AesError(f"y_true has {len(y)} values but pred has {len(x)}")
+    y, x = finite_pair(y_true, pred, ("y_true", "pred"))
     off = ~scale.is_level(y)
     if off.any():
         i = int(np.argmax(off))
@@ -271,10 +268,7 @@ def fit_thresholds(
     n_trials: int = 300,
 ) -> Thresholds:
     """One set of cut points per distinct scale, fitted on the pooled rows of its prompts."""
-    y = finite_array(y_true, "y_true")
-    x = finite_array(pred, "pred")
-    if len(y) != len(x):
-        raise AesError(f"y_true has {len(y)} values but pred has {len(x)}")
+    y, x = finite_pair(y_true, pred, ("y_true", "pred"))
     groups = scales.groups(_prompts(prompts, len(y)))
     return Thresholds(
         tuple(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import NO_PROMPT, finite_array, qwk
+from aes_ensemble.metrics import NO_PROMPT, finite_array, finite_pair, qwk
 from aes_ensemble.scales import ScoreScales
 
 SMD_LIMIT_OVERALL = 0.15
@@ -52,14 +52,6 @@ class AgreementRow:
     below_minimum: bool
 
 
-def _score_pair(machine: object, human: object) -> tuple[np.ndarray, np.ndarray]:
-    m = finite_array(machine, "machine scores")
-    h = finite_array(human, "human scores")
-    if len(m) != len(h):
-        raise AesError(f"machine scores have {len(m)} values but human scores have {len(h)}")
-    return m, h
-
-
 def pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
     """``sqrt((var_a + var_b) / 2)`` with sample variances, as Williamson et al. define it."""
     if len(a) < 2 or len(b) < 2:
@@ -73,7 +65,7 @@ def smd(machine: object, human: object) -> float:
     NaN where it is undefined (fewer than two essays, or both score sets constant): a verdict
     on such a group would be noise.
     """
-    return _checked_smd(*_score_pair(machine, human))
+    return _checked_smd(*finite_pair(machine, human, ("machine scores", "human scores")))
 
 
 def _checked_smd(m: np.ndarray, h: np.ndarray) -> float:
@@ -127,7 +119,7 @@ def smd_table(
     """The overall SMD row and, with ``prompts``, one row per prompt (each a task of its own,
     limit 0.15); then one row per level of each subgroup column (limit 0.10). Levels are
     sorted (numbers numerically); missing values group as ``(missing)``."""
-    m, h = _score_pair(machine, human)
+    m, h = finite_pair(machine, human, ("machine scores", "human scores"))
     rows = [_smd_row(None, ALL, m, h, SMD_LIMIT_OVERALL)]
     columns: list[tuple[str, object, float]] = []
     if prompts is not None:
