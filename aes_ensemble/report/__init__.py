@@ -50,8 +50,8 @@ MAX_PANELS = 4
 
 def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None = None) -> Path:
     """Write ``report.html`` and its PNGs to ``out_dir`` (default: the workspace's ``reports/``)
-    from the training essays of ``configs/data.yaml``, every file in ``oof/`` and any
-    ``reports/stack_*.json``; return the HTML path."""
+    from the training essays of ``configs/data.yaml``, every file in ``oof/`` and each stack's
+    summary ``reports/NAME.json``; return the HTML path."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
     out = ws.reports_dir if out_dir is None else Path(out_dir)
     essays, _ = load_workspace_dataset(ws)
