@@ -8,6 +8,8 @@ parser exception or a silently coerced value.
 from __future__ import annotations
 
 import codecs
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,22 @@ class Essays:
         """A subset of rows (in the given order), same scales and subgroups."""
         frame = self.frame[np.asarray(indices, dtype=np.int64)]
         return Essays(frame, self.scales, self.path, self.subgroups)
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of ids, texts, scores and prompts in row order: a model fitted on
+        other essays or other scores must never pass as current, whatever the file is called."""
+        digest = hashlib.sha256()
+        for row in self.frame.select("essay_id", "full_text", "score", "prompt").iter_rows():
+            digest.update(json.dumps(row, ensure_ascii=False).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()[:16]
+
+
+def data_fingerprint(train: Essays, test: Essays | None) -> str:
+    """The identity of a workspace's data: the training essays and, where there is one, the
+    test file (test predictions go stale with it too)."""
+    parts = [train.fingerprint(), "" if test is None else test.fingerprint()]
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
 
 Role = Literal["train", "test"]

@@ -79,6 +79,9 @@ class PredictionMeta:
     folds_hash: str
     config: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""
+    # data.data_fingerprint of the essays the predictions were made for; "" in files written
+    # before it was recorded.
+    data_hash: str = ""
     seed: int | None = None
     versions: dict[str, str] = field(default_factory=package_versions)
     fold_qwk: dict[str, float] = field(default_factory=dict)
