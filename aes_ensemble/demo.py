@@ -96,7 +96,7 @@ def run_demo(
     summaries = []
     for name in chosen:
         step(f"fit-base {name}")
-        summaries.append(fit_learner(ws, name, progress=False))
+        summaries.append(fit_learner(ws, name, progress=True))  # a bar, or lines in a log
     step(f"stack --meta {meta}")
     run, _, _ = stack_workspace(
         ws, stack_config(ws, overrides={"meta": meta, "models": list(chosen)})

@@ -32,6 +32,7 @@ from aes_ensemble.stacking.workspace import stack_config, stack_workspace
 from aes_ensemble.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent
+MAX_PROMPT_COLUMNS = 12  # ELLIPSE's 44 prompts make an unreadable table; the JSON has them
 PUBLISHED_ASAP = {
     "EASE (BLRR)": 0.705,
     "Taghipour & Ng 2016 ensemble": 0.761,
@@ -103,22 +104,37 @@ def _rater_scales(scales: Any, frame: Any) -> Any:
 
 
 def quality(ws: Workspace, learners: list[str], metas: list[str]) -> dict[str, Any]:
-    """Fit every learner (finished folds are reused) and stack with each meta-learner."""
+    """Fit every learner (finished folds are reused) and stack with each meta-learner, saying
+    what starts and what it scored as it goes: ASAP learners run for minutes each."""
     out: dict[str, Any] = {"learners": {}, "stacks": {}}
     for name in learners:
+        print(f"  {name}: fitting", flush=True)
         start = time.perf_counter()
-        summary = fit_learner(ws, name, progress=False)
+        # A bar on a terminal, plain lines in a log (aes_ensemble.progress).
+        summary = fit_learner(ws, name, progress=True)
+        seconds = round(time.perf_counter() - start, 1)
         out["learners"][name] = {
-            "seconds_this_run": round(time.perf_counter() - start, 1),
+            "seconds_this_run": seconds,
             "fit_seconds": round(sum(f.seconds for f in summary.folds), 1),
             "oof_qwk_plain": summary.overall_qwk,
         }
-        print(f"  {name}: QWK {summary.overall_qwk:.4f}", flush=True)
+        qwk = "n/a" if summary.overall_qwk is None else f"{summary.overall_qwk:.4f}"
+        print(f"  {name}: OOF QWK (plain-rounded) {qwk}, {seconds:.0f} s", flush=True)
     for meta in metas:
+        print(f"  stack {meta}: nested CV with cross-fitted thresholds", flush=True)
         cfg = stack_config(ws, overrides={"meta": meta, "models": learners})
         run, _, _ = stack_workspace(ws, cfg)
-        out["stacks"][meta] = _stack_numbers(run)
-        print(f"  stack {meta}: cross-fitted {out['stacks'][meta]['stack']['cross']:.4f}")
+        numbers = out["stacks"][meta] = _stack_numbers(run)
+        low, high = numbers["stack"]["cross_ci"]
+        print(
+            f"  stack {meta}: QWK (cross-fitted thresholds) {numbers['stack']['cross']:.4f} "
+            f"[{low:.3f}-{high:.3f}], {numbers['seconds']:.0f} s",
+            flush=True,
+        )
+        per_prompt = numbers["stack"].get("per_prompt") or {}
+        if 0 < len(per_prompt) <= MAX_PROMPT_COLUMNS:
+            cells = ", ".join(f"{p} {v:.3f}" for p, v in sorted(per_prompt.items(), key=str))
+            print(f"    per prompt: {cells}", flush=True)
     return out
 
 
@@ -173,9 +189,6 @@ def quality_table(res: dict[str, Any]) -> list[str]:
     for meta, stack in res["stacks"].items():
         lines.append(_row(f"stack `{meta}`", stack["stack"], stack["seconds"]))
     return [*lines, ""]
-
-
-MAX_PROMPT_COLUMNS = 12  # ELLIPSE's 44 prompts make an unreadable table; the JSON has them
 
 
 def per_prompt_table(res: dict[str, Any]) -> list[str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +62,20 @@ def asap_folds_path(asap_path: Path) -> Path:
 def ellipse_csv_path(ellipse_path: Path) -> Path:
     """ELLIPSE test release: 2,571 essays, 44 prompts, ``Overall`` 1-5 in half points."""
     return ellipse_path / "ELLIPSE_Final_github_test.csv"
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per skip reason ("62 tests skipped: needs ../shared/data ..."), not one per test:
+    a clean clone skips every test that reads the real corpora."""
+    reasons = Counter(_skip_reason(r) for r in terminalreporter.stats.get("skipped", []))
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count} test{'s' if count > 1 else ''} skipped: {reason}")
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,17 @@ def test_handcrafted_matrix_is_cached(tmp_path: Path, ellipse: Essays) -> None:
     assert len(list(tmp_path.rglob("shard-*.npy"))) == 1
 
 
+def test_handcrafted_rows_do_not_depend_on_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Computed in batches (so progress moves), each row equals the row of one single pass."""
+    from aes_ensemble.features import handcrafted
+    from aes_ensemble.sample import TRAIN, sample_path
+
+    texts = read_essays(sample_path(TRAIN), data_format="ellipse").texts[:60]
+    whole = handcrafted_features(texts).to_numpy().astype(np.float32)
+    monkeypatch.setattr(handcrafted, "BATCH", 7)
+    assert np.array_equal(handcrafted_matrix(texts), whole)
+
+
 # --- cache -------------------------------------------------------------------------------------
 
 

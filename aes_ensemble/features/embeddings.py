@@ -11,16 +11,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError
 from aes_ensemble.features.cache import FeatureCache
+from aes_ensemble.progress import step
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
@@ -77,13 +80,30 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextmanager
+def _no_bars_in_logs() -> Iterator[None]:
+    """Off a terminal, transformers' "Loading weights" bar would write carriage returns into
+    the log; it is switched off while the model loads there."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 @functools.lru_cache(maxsize=2)
 def load_model(name: str, device: str) -> Any:
     """A ``SentenceTransformer`` in eval mode; kept so every fold reuses one loaded model."""
     from sentence_transformers import SentenceTransformer
 
     try:
-        model = SentenceTransformer(resolve_model(name), device=resolve_device(device))
+        with _no_bars_in_logs():
+            model = SentenceTransformer(resolve_model(name), device=resolve_device(device))
     except (OSError, ValueError) as exc:
         raise AesError(
             f"cannot load embedding model '{name}' ({exc})", key="embeddings.model"
@@ -148,9 +168,11 @@ def _encode(texts: list[str], config: EmbeddingConfig, progress: bool) -> np.nda
     order = sorted(range(len(flat)), key=lambda i: -len(flat[i]))
     vectors: np.ndarray | None = None
     device = model.device
+    # Counted in essays, the unit a user knows: a window done is its share of an essay.
+    essays_per_window = len(texts) / max(1, len(flat))
     with (
         torch.inference_mode(),
-        tqdm(total=len(flat), desc="embeddings", unit="chunk", disable=not progress) as bar,
+        step("embeddings", len(texts), unit="essays", progress=progress) as shown,
     ):
         for lo in range(0, len(order), config.batch_size):
             rows = order[lo : lo + config.batch_size]
@@ -160,7 +182,7 @@ def _encode(texts: list[str], config: EmbeddingConfig, progress: bool) -> np.nda
             if vectors is None:
                 vectors = np.empty((len(flat), emb.shape[1]), dtype=np.float64)
             vectors[rows] = emb
-            bar.update(len(rows))
+            shown.advance(len(rows) * essays_per_window)
     if vectors is None:
         dim = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()
         return np.zeros((0, dim), dtype=np.float32)

@@ -18,6 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import write_json_atomic, write_npy_atomic
+from aes_ensemble.progress import step
 
 Block = Literal["word", "char"]
 
@@ -80,13 +81,17 @@ class TfidfFeatures:
         if not texts:
             raise AesError("cannot fit TF-IDF on zero essays")
         fitted: dict[Block, TfidfVectorizer] = {}
-        for block in self.config.ranges():
-            vectorizer = _vectorizer(self.config, block)
-            try:
-                vectorizer.fit(texts)
-            except ValueError as exc:  # e.g. min_df above the number of essays
-                raise AesError(f"TF-IDF {block} block: {exc}", key="tfidf.min_df") from None
-            fitted[block] = vectorizer
+        blocks = self.config.ranges()
+        # Character n-grams of 10,000 essays take most of a minute: say so in a long job's log.
+        with step(f"TF-IDF fit ({len(texts)} essays)", len(blocks), unit="blocks") as shown:
+            for block in blocks:
+                vectorizer = _vectorizer(self.config, block)
+                try:
+                    vectorizer.fit(texts)
+                except ValueError as exc:  # e.g. min_df above the number of essays
+                    raise AesError(f"TF-IDF {block} block: {exc}", key="tfidf.min_df") from None
+                fitted[block] = vectorizer
+                shown.advance()
         self.vectorizers = fitted
         return self
 
