@@ -111,6 +111,7 @@ class Layout:
     required_prompt: bool = False
     extras: Mapping[str, str] | None = None
     scales: ScoreScales | None = None
+    subgroups: tuple[str, ...] = ()  # the format's documented demographic columns
 
 
 _PLAIN = {
@@ -134,6 +135,7 @@ LAYOUTS = {
         "ellipse",
         {**_PLAIN, "essay_id": "text_id_kaggle", "score": "Overall"},
         scales=ELLIPSE_SCALE,
+        subgroups=("gender", "grade", "race_ethnicity", "SES"),
     ),
     "generic": Layout("generic", _PLAIN),
 }
@@ -183,11 +185,12 @@ def _layout(
             layout.required_prompt or "prompt" in columns,
             layout.extras,
             layout.scales,
+            layout.subgroups,
         )
     return layout
 
 
-def _decode(raw: bytes, path: Path, allow_cp1252: bool) -> str:
+def decode_text(raw: bytes, path: Path, *, allow_cp1252: bool = False) -> str:
     """UTF-8; the original ASAP download is Windows-1252, so ASAP files may fall back to it."""
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
@@ -248,32 +251,38 @@ def parse_csv(data: bytes, path: Path) -> pl.DataFrame:
     return frame.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
 
 
-def _header_line(raw: bytes) -> tuple[list[str], str]:
-    line = (
-        raw.removeprefix(codecs.BOM_UTF8)
-        .split(b"\n", 1)[0]
-        .decode("utf-8", errors="replace")
-        .rstrip("\r")
-    )
+def _header_line(raw: bytes, path: Path) -> tuple[list[str], str]:
+    first = raw.split(b"\n", 1)[0]
+    line = decode_text(first, path).rstrip("\r")
     sep = "\t" if "\t" in line and "," not in line else ","
     return [_unquote(h.strip()) for h in line.split(sep)], sep
 
 
-def _read_raw(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a text file (CSV, TSV, JSON); a folder, a missing, unreadable, empty or
+    binary file is an ``AesError`` naming it."""
+    if path.is_dir():
+        raise AesError("is a folder, not a file", path=path)
     if not path.is_file():
         raise AesError("file not found", path=path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AesError(f"cannot read the file ({exc.strerror})", path=path) from None
     if not raw.removeprefix(codecs.BOM_UTF8).strip():
         raise AesError("file is empty", path=path)
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise AesError(f"binary content (a NUL byte at byte offset {nul}), not text", path=path)
     return raw
 
 
 def _read_table(path: Path, data_format: str) -> pl.DataFrame:
     """All columns as strings plus ``_row`` (1-based data row)."""
-    raw = _read_raw(path)
-    header, sep = _header_line(raw)
+    raw = read_bytes(path)
+    header, sep = _header_line(raw, path)
     is_asap = data_format == "asap" or (data_format == "auto" and detect_format(header) == "asap")
-    text = _decode(raw, path, allow_cp1252=is_asap)
+    text = decode_text(raw, path, allow_cp1252=is_asap)
     frame = _parse_tsv(text, path) if sep == "\t" else parse_csv(text.encode("utf-8"), path)
     if frame.height == 0:
         raise AesError("file has a header but no essays", path=path)
@@ -285,9 +294,59 @@ def detect_role(
 ) -> Role:
     """``train`` when the file has the score column of its format, else ``test``."""
     file = Path(path)
-    header, _ = _header_line(_read_raw(file))
+    header, _ = _header_line(read_bytes(file), file)
     layout = _layout(header, data_format, columns, file)
     return "train" if layout.columns["score"] in header else "test"
+
+
+@dataclass(frozen=True)
+class FileColumns:
+    """What the header of an essays file says: its format (``detected`` unless declared) and
+    which of the format's documented subgroup columns it has."""
+
+    format: str
+    detected: bool
+    known_subgroups: tuple[str, ...]
+
+
+def inspect_header(
+    path: str | Path, *, data_format: str = "auto", columns: Mapping[str, str] | None = None
+) -> FileColumns:
+    """The format and columns of an essays file, from its header alone (cheap on any size)."""
+    file = Path(path)
+    header, _ = _header_line(read_bytes(file), file)
+    layout = _layout(header, data_format, columns, file)
+    known = tuple(c for c in layout.subgroups if c in header)
+    return FileColumns(layout.name, data_format == "auto", known)
+
+
+_MAX_GROUPS = 20  # more distinct values than this is a measurement or a name, not a subgroup
+
+
+def subgroup_candidates(
+    path: str | Path, *, data_format: str = "auto", columns: Mapping[str, str] | None = None
+) -> list[str]:
+    """Columns that look like subgroups, in file order: the format's documented ones, and any
+    other text column (not the id, text, score, prompt or source) with 2 to 20 distinct values,
+    at most one per two essays. Numeric columns (trait scores, counts) are left out."""
+    file = Path(path)
+    table = _read_table(file, data_format)
+    header = [c for c in table.columns if c != "_row"]
+    layout = _layout(header, data_format, columns, file)
+    used = {*layout.columns.values(), *(layout.extras or {})}
+    found = []
+    for name in header:
+        if name in layout.subgroups:
+            found.append(name)
+            continue
+        if name in used:
+            continue
+        values = table.select(_clean(name)).to_series().drop_nulls()
+        distinct = values.n_unique()
+        numeric = values.cast(pl.Float64, strict=False).null_count() == 0
+        if 2 <= distinct <= min(_MAX_GROUPS, table.height // 2) and not numeric:
+            found.append(name)
+    return found
 
 
 def _first_row(frame: pl.DataFrame, mask: pl.Expr) -> dict[str, object] | None:
@@ -315,11 +374,21 @@ def _numeric(frame: pl.DataFrame, column: str, label: str, path: Path) -> pl.Ser
     return frame.select(number.alias(column)).to_series()
 
 
+def _closest(name: str, header: Sequence[str]) -> str:
+    """A did-you-mean suffix (case aside first: 'ses' for 'SES'), or nothing: the message lists
+    the columns anyway."""
+    same = [column for column in header if column.lower() == name.lower()]
+    if same:
+        return f" (did you mean '{same[0]}'?)"
+    hint = did_you_mean(name, header)
+    return hint if hint.startswith(" (did you mean") else ""
+
+
 def check_columns(header: Sequence[str], wanted: Sequence[str], path: Path, why: str) -> None:
     for name in wanted:
         if name not in header:
             raise AesError(
-                f"missing required column '{name}' ({why}){did_you_mean(name, header)}; "
+                f"missing required column '{name}' ({why}){_closest(name, header)}; "
                 f"columns: {', '.join(header)}",
                 path=path,
             )
@@ -348,6 +417,18 @@ def _check_levels(frame: pl.DataFrame, scales: ScoreScales, path: Path) -> None:
             )
 
 
+def _inferred_scales(frame: pl.DataFrame, path: Path) -> ScoreScales:
+    """One scale spanning the observed scores; a single score leaves nothing to span or learn."""
+    levels = frame["score"].unique().to_list()
+    if len(levels) < 2:
+        raise AesError(
+            f"all {frame.height} training essays score {levels[0]:g}: scores must vary to learn "
+            "anything (every QWK would be 0); add essays with other scores",
+            path=path,
+        )
+    return ScoreScales(default=ScoreScale.infer(frame["score"].to_numpy()))
+
+
 def read_essays(
     path: str | Path,
     *,
@@ -373,10 +454,24 @@ def read_essays(
         check_columns(header, [cols["score"]], file, f"training file, {layout.name} format")
     if layout.required_prompt:
         check_columns(header, [cols["prompt"]], file, f"{layout.name} format")
-    check_columns(header, list(subgroups), file, "named as a subgroup")
-    clash = set(subgroups) & {*CORE_COLUMNS, *(layout.extras or {}).values()}
+    twice = sorted({name for name in subgroups if list(subgroups).count(name) > 1})
+    if twice:
+        raise AesError(f"subgroup column '{twice[0]}' is named twice", path=file)
+    for name in subgroups:
+        if name not in header:
+            raise AesError(
+                f"subgroup column '{name}' is not in the file{_closest(name, header)}; "
+                f"columns: {', '.join(header)}",
+                path=file,
+            )
+    raters = layout.extras or {}
+    clash = set(subgroups) & {*CORE_COLUMNS, *cols.values(), *raters, *raters.values()}
     if clash:
-        raise AesError(f"subgroup '{sorted(clash)[0]}' clashes with a schema column", path=file)
+        raise AesError(
+            f"subgroup '{sorted(clash)[0]}' is an id, text, score, prompt or rater column, "
+            "not a subgroup",
+            path=file,
+        )
 
     frame = table.select(
         "_row",
@@ -407,11 +502,7 @@ def read_essays(
     if scales is None:
         scales = layout.scales
     if scales is None:
-        scales = (
-            ScoreScales(default=ScoreScale.infer(frame["score"].to_numpy()))
-            if role == "train"
-            else ScoreScales()
-        )
+        scales = _inferred_scales(frame, file) if role == "train" else ScoreScales()
     if role == "train":
         _check_levels(frame, scales, file)
     ordered = frame.select(

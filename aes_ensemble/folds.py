@@ -9,20 +9,34 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
-from aes_ensemble.data import Essays, check_columns, check_unique_ids, parse_csv
+from aes_ensemble.config import validate
+from aes_ensemble.data import (
+    Essays,
+    check_columns,
+    check_unique_ids,
+    decode_text,
+    parse_csv,
+    read_bytes,
+)
 from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.io import atomic_path
 from aes_ensemble.workspace import Workspace
 
 Method = Literal["auto", "grouped", "stratified"]
+METHODS = ("auto", "grouped", "stratified")
+REFOLD = "restore it, or run `aes-ensemble folds --force` (every learner then refits)"
+_SHOWN_LEVELS = 6  # rare levels named in one note; wide scales (ASAP 0-60) say how many more
 
 
 def folds_hash(frame: pl.DataFrame) -> str:
@@ -35,13 +49,15 @@ def folds_hash(frame: pl.DataFrame) -> str:
 @dataclass(frozen=True)
 class Folds:
     """``frame``: ``essay_id`` (String), ``fold`` (Int32, 0..n_folds-1), and ``prompt`` (String)
-    where the essays have prompts or prompts were inferred."""
+    where the essays have prompts or prompts were inferred. ``notes``: what a user should know
+    about the split (rare score levels), for the CLI to print and a notebook to read."""
 
     frame: pl.DataFrame
     n_folds: int
     method: str
     hash: str
     seed: int | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def fold_array(self, essays: Essays) -> np.ndarray:
         """The fold of each essay, aligned to ``essays``; an essay without a fold is an error."""
@@ -55,9 +71,69 @@ class Folds:
         return np.asarray([lookup[i] for i in essays.ids], dtype=np.int64)
 
 
-def _make(frame: pl.DataFrame, n_folds: int, method: str, seed: int | None) -> Folds:
+def _make(
+    frame: pl.DataFrame,
+    n_folds: int,
+    method: str,
+    seed: int | None,
+    notes: tuple[str, ...] = (),
+) -> Folds:
     frame = frame.with_columns(pl.col("fold").cast(pl.Int32))
-    return Folds(frame, n_folds, method, folds_hash(frame), seed)
+    return Folds(frame, n_folds, method, folds_hash(frame), seed, notes)
+
+
+def _score_units(essays: Essays) -> list[tuple[str, np.ndarray]]:
+    """The row sets a headline QWK is computed on: each prompt where prompts have their own
+    scales (the headline is the mean of per-prompt QWKs), else all essays (one QWK)."""
+    if not essays.scales.is_per_prompt:
+        return [("", np.arange(len(essays)))]
+    groups = (
+        essays.frame.with_row_index("_i").group_by("prompt", maintain_order=True).agg(pl.col("_i"))
+    )
+    return [
+        (
+            "essays without a prompt: " if prompt is None else f"prompt '{prompt}': ",
+            np.asarray(rows, dtype=np.int64),
+        )
+        for prompt, rows in groups.iter_rows()
+    ]
+
+
+def _essays(n: int) -> str:
+    return f"{n} essay" if n == 1 else f"{n} essays"
+
+
+def check_score_levels(essays: Essays, n_folds: int) -> tuple[str, ...]:
+    """Refuse training scores that never vary; note levels rarer than the folds.
+
+    One level (per prompt where prompts have their own scales, since the headline QWK is then
+    the mean of per-prompt QWKs) leaves nothing to learn and every QWK 0. A level with fewer
+    essays than folds is fine to fit, but some validation folds never see it: say so."""
+    notes = []
+    for where, rows in _score_units(essays):
+        scale = essays.scales.for_prompt(essays.prompts[rows[0]])
+        counts = np.bincount(scale.to_index(essays.scores[rows]), minlength=scale.n_levels)
+        present = np.flatnonzero(counts)
+        if len(present) < 2:
+            level = scale.label(scale.levels[present[0]])
+            raise AesError(
+                f"{where}all {len(rows)} training essays score {level}: scores must vary to "
+                "learn anything (every QWK would be 0); add essays with other scores",
+                path=essays.path,
+            )
+        rare = [int(i) for i in present if counts[i] < n_folds]
+        if rare:
+            named = ", ".join(
+                f"{scale.label(scale.levels[i])} ({_essays(int(counts[i]))})"
+                for i in rare[:_SHOWN_LEVELS]
+            )
+            more = f" and {len(rare) - _SHOWN_LEVELS} more" if len(rare) > _SHOWN_LEVELS else ""
+            notes.append(
+                f"{where}score level{'s' * (len(rare) > 1)} {named}{more}: fewer essays than "
+                f"{n_folds} folds, so some validation folds never see "
+                f"{'them' if len(rare) > 1 else 'it'}"
+            )
+    return tuple(notes)
 
 
 def cluster_prompts(essays: Essays, k: int, *, seed: int = 42) -> np.ndarray:
@@ -118,15 +194,22 @@ def assign_folds(
     ``grouped`` keeps each prompt in one fold (score-stratified across prompts), so validation
     measures scoring on unseen prompts; ``stratified`` balances score levels (per prompt where
     scales differ). ``auto`` groups when there are at least ``n_folds`` prompts sharing one
-    scale; per-prompt scales (ASAP) stratify, as the published ASAP protocol does. For grouped
-    folds the seed only breaks ties: StratifiedGroupKFold places groups by their score spread.
+    scale; per-prompt scales (ASAP) stratify, as the published ASAP protocol does. The seed
+    shuffles essays within score levels (stratified) or the order prompts are placed in
+    (grouped), so several seeds give several splits to average over. Scores that never vary
+    are an error; levels rarer than the folds are in ``notes``.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
 
     if n_folds < 2:
         raise AesError(f"--n-folds {n_folds}: need at least 2 folds")
+    if method not in METHODS:
+        raise AesError(f"unknown fold method '{method}' (valid: {', '.join(METHODS)})")
+    if not 0 <= seed < 2**32:
+        raise AesError(f"--seed {seed}: must be between 0 and {2**32 - 1}")
     if not essays.has_scores:
         raise AesError("folds need training essays with scores", path=essays.path)
+    notes = check_score_levels(essays, n_folds)
     if len(essays) < n_folds:
         raise AesError(f"{len(essays)} essays cannot fill {n_folds} folds", path=essays.path)
     prompts = essays.prompts
@@ -153,16 +236,20 @@ def assign_folds(
                     f"(found {n_prompts}); use --method stratified or --infer-prompts K",
                     path=essays.path,
                 )
-            splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
-            splits = splitter.split(np.zeros(len(essays)), labels, groups=prompts.astype(str))
-        elif method == "stratified":
+            fold = grouped_split(labels, prompts.astype(str), n_folds, seed)
+        else:
+            common = max(np.unique(labels, return_counts=True)[1])
+            if common < n_folds:
+                raise AesError(
+                    f"stratified folds need a score level with at least {n_folds} essays (the "
+                    f"most common has {common}); use fewer folds or add essays",
+                    path=essays.path,
+                )
             splits = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(
                 np.zeros(len(essays)), labels
             )
-        else:
-            raise AesError(f"unknown fold method '{method}' (valid: auto, grouped, stratified)")
-        for k, (_, test_rows) in enumerate(splits):
-            fold[test_rows] = k
+            for k, (_, test_rows) in enumerate(splits):
+                fold[test_rows] = k
     frame = pl.DataFrame(
         {
             "essay_id": essays.ids,
@@ -171,7 +258,58 @@ def assign_folds(
         }
     )
     label = "grouped-inferred" if infer_prompts is not None else method
-    return _make(_drop_null_prompt(frame), n_folds, label, seed)
+    return _make(_drop_null_prompt(frame), n_folds, label, seed, notes)
+
+
+def _imbalance(per_fold: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Mean over labels of the spread across folds of each label's share: 0 when every fold
+    holds 1/k of every level (and so of the essays). ``per_fold`` is ``(..., k, labels)``."""
+    return np.mean(np.std(per_fold / total, axis=-2), axis=-1)
+
+
+def grouped_split(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold of each row, with every group in one fold and label shares balanced across folds.
+
+    StratifiedGroupKFold's greedy placement (largest score spread first) ignores its seed
+    whenever groups differ, so every seed gave the same split. Here groups are placed greedily
+    in a seeded order (each where it unbalances the label shares least, ties to the smaller
+    fold), then moved one at a time while a move improves the balance: different seeds give
+    different splits of similar quality, and the same seed the same split."""
+    group_names, group = np.unique(groups, return_inverse=True)
+    _, label = np.unique(labels, return_inverse=True)
+    counts = np.zeros((len(group_names), label.max() + 1))
+    np.add.at(counts, (group, label), 1)
+    total = counts.sum(axis=0)
+    order = np.random.default_rng(seed).permutation(len(group_names))
+    eye = np.eye(n_folds)[:, :, None]  # candidate fold f gets the group: row f of each option
+    per_fold = np.zeros((n_folds, counts.shape[1]))
+    where = np.empty(len(group_names), dtype=np.int64)
+    for placed, g in enumerate(order):
+        score = _imbalance(per_fold + eye * counts[g], total)
+        empty = per_fold.sum(axis=1) == 0
+        if empty.sum() >= len(order) - placed:  # the groups left must fill the empty folds
+            score = np.where(empty, score, np.inf)
+        best = np.flatnonzero(np.isclose(score, score.min()))
+        where[g] = best[np.argmin(per_fold[best].sum(axis=1))]
+        per_fold[where[g]] += counts[g]
+    current = float(_imbalance(per_fold, total))
+    for _ in range(100):  # local search; converges in a few sweeps
+        moved = False
+        for g in order:
+            source = where[g]
+            if np.sum(where == source) == 1:
+                continue  # a fold must keep at least one group
+            base = per_fold.copy()
+            base[source] -= counts[g]
+            score = _imbalance(base + eye * counts[g], total)
+            target = int(np.argmin(score))
+            if score[target] < current - 1e-12:
+                per_fold = base
+                per_fold[target] += counts[g]
+                where[g], current, moved = target, float(score[target]), True
+        if not moved:
+            break
+    return where[group]
 
 
 def _drop_null_prompt(frame: pl.DataFrame) -> pl.DataFrame:
@@ -179,27 +317,43 @@ def _drop_null_prompt(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_csv(path: Path) -> pl.DataFrame:
-    if not path.is_file():
-        raise AesError("folds file not found", path=path)
-    frame = parse_csv(path.read_bytes(), path)
+    """``essay_id`` (stripped, non-empty, unique) and ``fold`` (a non-negative integer) of a
+    folds CSV, with ``_row``; any other column is kept as text."""
+    frame = parse_csv(decode_text(read_bytes(path), path).encode(), path)
     check_columns(frame.drop("_row").columns, ("essay_id", "fold"), path, "a folds file")
     if frame.height == 0:
         raise AesError("folds file has a header but no rows", path=path)
+    frame = frame.with_columns(pl.col("essay_id").str.strip_chars())
+    empty = frame.filter(pl.col("essay_id").is_null() | (pl.col("essay_id") == "")).head(1)
+    if empty.height:
+        raise AesError("essay_id is empty", path=path, row=empty["_row"][0])
+    fold = pl.col("fold").str.strip_chars().cast(pl.Int64, strict=False)
+    bad = frame.filter(fold.is_null() | (fold < 0)).head(1)
+    if bad.height:
+        raise AesError(
+            f"fold '{bad['fold'][0]}' is not a non-negative integer", path=path, row=bad["_row"][0]
+        )
+    frame = frame.with_columns(fold.alias("fold"))
+    check_unique_ids(frame, path)
     return frame
+
+
+@contextmanager
+def _damaged(fix: str) -> Iterator[None]:
+    """A problem in a file the toolkit wrote: the same error as for a user's file, plus how to
+    get a good one back."""
+    try:
+        yield
+    except AesError as exc:
+        raise AesError(f"{exc.message}; {fix}", path=exc.path, row=exc.row, key=exc.key) from None
 
 
 def read_folds_file(path: str | Path, essays: Essays) -> Folds:
     """A fold assignment from a CSV ``essay_id,fold`` (e.g. the Taghipour & Ng ASAP split)."""
     file = Path(path)
-    frame = _read_csv(file).with_columns(pl.col("essay_id").str.strip_chars())
-    fold = pl.col("fold").str.strip_chars().cast(pl.Int64, strict=False)
-    bad = frame.filter(fold.is_null() | (fold < 0)).head(1)
-    if bad.height:
-        raise AesError(
-            f"fold '{bad['fold'][0]}' is not a non-negative integer", path=file, row=bad["_row"][0]
-        )
-    frame = frame.with_columns(fold.alias("fold"))
-    check_unique_ids(frame, file)
+    if not essays.has_scores:
+        raise AesError("folds need training essays with scores", path=essays.path)
+    frame = _read_csv(file)
     known = pl.Series(essays.ids, dtype=pl.String).implode()
     extra = frame.filter(~pl.col("essay_id").is_in(known))
     if extra.height:
@@ -214,33 +368,35 @@ def read_folds_file(path: str | Path, essays: Essays) -> Folds:
         first = next(i for i in essays.ids if i in missing)
         raise AesError(f"{len(missing)} training essays have no fold (first: '{first}')", path=file)
     n_folds = int(frame["fold"].max()) + 1  # type: ignore[arg-type]
+    if n_folds < 2:
+        raise AesError("every essay is in fold 0: need at least 2 folds", path=file)
     empty = sorted(set(range(n_folds)) - set(frame["fold"].to_list()))
     if empty:
         raise AesError(f"fold {empty[0]} has no essays (folds run 0..{n_folds - 1})", path=file)
+    notes = check_score_levels(essays, n_folds)
     prompts = essays.frame.select("essay_id", "prompt")
     ordered = frame.select("essay_id", "fold").join(prompts, on="essay_id", how="left")
-    return _make(_drop_null_prompt(ordered), n_folds, "file", None)
+    return _make(_drop_null_prompt(ordered), n_folds, "file", None, notes)
 
 
 def _existing_hash(ws: Workspace) -> str | None:
-    if not ws.folds_path.is_file():
+    if not ws.folds_path.exists():
         return None
-    frame = _read_csv(ws.folds_path)
-    return folds_hash(frame.with_columns(pl.col("fold").str.strip_chars()))
+    with _damaged(REFOLD):
+        return folds_hash(_read_csv(ws.folds_path))
 
 
 def save_folds(ws: Workspace, folds: Folds, *, force: bool = False) -> Path:
     """Write ``folds.csv`` and ``folds.json`` once; a different existing assignment is kept
-    unless ``force``, because every OOF file in the workspace was fitted on it."""
-    existing = _existing_hash(ws)
-    if existing is not None and existing != folds.hash and not force:
+    unless ``force``, because every OOF file in the workspace was fitted on it (``force``
+    also replaces a damaged one)."""
+    existing = None if force else _existing_hash(ws)
+    if existing is not None and existing != folds.hash:
         raise AesError(
             f"the workspace already has a different fold assignment (hash {existing}, new "
             f"{folds.hash}); existing OOF files would no longer match; pass --force to replace it",
             path=ws.folds_path,
         )
-    with atomic_path(ws.folds_path) as tmp:
-        folds.frame.write_csv(tmp)
     meta = {
         "hash": folds.hash,
         "method": folds.method,
@@ -249,27 +405,68 @@ def save_folds(ws: Workspace, folds: Folds, *, force: bool = False) -> Path:
         "n_essays": folds.frame.height,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(ws.folds_meta_path, meta)
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    try:
+        # Both files are complete before either replaces its old copy, so a failed write (a
+        # full disk) leaves the previous pair, which still agree with each other.
+        with atomic_path(ws.folds_path) as csv_tmp, atomic_path(ws.folds_meta_path) as meta_tmp:
+            folds.frame.write_csv(csv_tmp)
+            meta_tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise AesError(
+            f"cannot write ({exc.strerror}); the previous folds are kept", path=ws.root
+        ) from None
     return ws.folds_path
 
 
-def load_folds(ws: Workspace) -> Folds:
-    """The workspace's saved folds; a ``folds.csv`` changed after saving is refused."""
-    if not ws.folds_path.is_file() or not ws.folds_meta_path.is_file():
-        raise AesError("no folds yet; run `aes-ensemble folds` first", path=ws.folds_path)
+class FoldsMeta(BaseModel):
+    """``folds.json`` as :func:`save_folds` writes it; read back with the checks a user's file
+    gets. Keys this version does not use are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    hash: str = Field(pattern=r"^[0-9a-f]{16}$")
+    method: str = Field(min_length=1)
+    n_folds: int = Field(ge=2)
+    seed: int | None
+    n_essays: int | None = Field(default=None, ge=1)
+
+
+def _read_meta(path: Path) -> FoldsMeta:
+    text = decode_text(read_bytes(path), path)
     try:
-        meta = json.loads(ws.folds_meta_path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AesError(f"invalid JSON ({exc.msg})", path=ws.folds_meta_path) from None
-    frame = _read_csv(ws.folds_path).drop("_row")
-    fold = pl.col("fold").str.strip_chars().cast(pl.Int32, strict=False)
-    folds = _make(
-        frame.with_columns(fold), int(meta["n_folds"]), str(meta["method"]), meta.get("seed")
-    )
-    if folds.hash != meta.get("hash"):
+        raise AesError(f"invalid JSON ({exc.msg}, line {exc.lineno})", path=path) from None
+    if not isinstance(data, dict):
+        raise AesError("must be a JSON object of hash, method, n_folds, seed", path=path)
+    return validate(FoldsMeta, data, path=path)
+
+
+def load_folds(ws: Workspace) -> Folds:
+    """The workspace's saved folds, validated as a user's file would be; a ``folds.csv``
+    changed after saving is refused."""
+    if not ws.folds_path.exists() or not ws.folds_meta_path.exists():
+        raise AesError("no folds yet; run `aes-ensemble folds` first", path=ws.folds_path)
+    with _damaged(REFOLD):
+        meta = _read_meta(ws.folds_meta_path)
+        frame = _read_csv(ws.folds_path)
+        beyond = frame.filter(pl.col("fold") >= meta.n_folds).head(1)
+        if beyond.height:
+            raise AesError(
+                f"fold {beyond['fold'][0]} is beyond the {meta.n_folds} folds of folds.json",
+                path=ws.folds_path,
+                row=beyond["_row"][0],
+            )
+        if meta.n_essays is not None and meta.n_essays != frame.height:
+            raise AesError(
+                f"has {frame.height} essays, folds.json says {meta.n_essays}", path=ws.folds_path
+            )
+    folds = _make(frame.drop("_row"), meta.n_folds, meta.method, meta.seed)
+    if folds.hash != meta.hash:
         raise AesError(
             f"folds.csv was changed after it was saved (hash {folds.hash}, folds.json says "
-            f"{meta.get('hash')}); run `aes-ensemble folds --force` to reassign "
+            f"{meta.hash}); run `aes-ensemble folds --force` to reassign "
             "(existing OOF files would no longer match)",
             path=ws.folds_path,
         )

@@ -7,6 +7,7 @@ scale and map predictions back; thresholds and QWK work on level indices.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,11 +150,30 @@ class ScoreScales:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreScales:
-        default = data.get("default")
-        return cls(
-            default=None if default is None else ScoreScale(**default),
-            per_prompt={p: ScoreScale(**s) for p, s in (data.get("per_prompt") or {}).items()},
-        )
+        """The inverse of :meth:`to_dict`, for scales stored in a file; a damaged mapping is an
+        ``AesError`` (the caller names the file) rather than a ``TypeError`` from deep inside."""
+        try:
+            default = data.get("default")
+            per_prompt = data.get("per_prompt") or {}
+            return cls(
+                default=None if default is None else _scale_from_dict(default),
+                per_prompt={str(p): _scale_from_dict(s) for p, s in per_prompt.items()},
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise AesError(
+                f"malformed score scales {reprlib.repr(data)} (expected default and per_prompt "
+                "mappings of low, high, step)"
+            ) from None
+
+
+def _scale_from_dict(data: Mapping[str, Any]) -> ScoreScale:
+    """``{"low", "high", "step"}`` numbers, as :meth:`ScoreScale.to_dict` writes them."""
+    numbers = isinstance(data, Mapping) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in data.values()
+    )
+    if not numbers or set(data) - {"low", "high", "step"}:
+        raise TypeError("not a mapping of low, high, step numbers")
+    return ScoreScale(float(data["low"]), float(data["high"]), float(data.get("step", 1.0)))
 
 
 ASAP_SCALES = ScoreScales(

@@ -184,7 +184,9 @@ def test_train_inside_the_workspace_is_recorded_relative(tmp_path: Path, run_cli
     result = run_cli("folds", "-w", tmp_path, "--train", tmp_path / "train.csv", "--n-folds", "3")
     assert result.exit_code == 0, result.stderr
     assert yaml.safe_load((tmp_path / "configs" / "data.yaml").read_text()) == {
-        "train": "train.csv"
+        "train": "train.csv",
+        "format": "ellipse",
+        "subgroups": ["gender", "grade", "race_ethnicity", "SES"],
     }
     assert json.loads((tmp_path / "folds.json").read_text())["n_folds"] == 3
 
@@ -236,3 +238,246 @@ def test_unknown_options_are_usage_errors(tmp_path: Path, run_cli) -> None:  # t
     assert_error(result, "unknown format 'elipse'", "did you mean 'ellipse'")
     result = run_cli("folds", "-w", tmp_path / "empty")
     assert_error(result, "data.yaml", "no data config")
+
+
+def aes2_rows(n: int, score: object = None) -> list[list[str]]:
+    """``n`` essays on prompts p0..p5 in turn, each prompt scored 1..6 (or all ``score``), and a
+    language column."""
+    return [
+        [
+            f"e{i}",
+            f"Essay {i} says something.",
+            str(score if score is not None else 1 + (i // 6) % 6),
+            ["en", "es"][i % 2],
+            f"p{i % 6}",
+        ]
+        for i in range(n)
+    ]
+
+
+AES2_LANG = ["essay_id", "full_text", "score", "language", "prompt"]
+
+
+def test_scores_that_never_vary_are_an_error_at_folds_and_data_check(
+    tmp_path: Path,
+    run_cli,  # type: ignore[no-untyped-def]
+) -> None:
+    flat = write_csv(tmp_path / "flat.csv", AES2_LANG, aes2_rows(12, score=4))
+    message = ("flat.csv", "all 12 training essays score 4: scores must vary to learn anything")
+    assert_error(run_cli("data", "check", flat), *message)
+    assert_error(run_cli("folds", "-w", tmp_path / "ws", "--train", flat), *message)
+    assert not (tmp_path / "ws" / "folds.csv").exists()
+    assert not (tmp_path / "ws" / "configs" / "data.yaml").exists()
+
+
+def test_rare_levels_are_a_warning_at_folds_and_data_check(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    checked = run_cli("data", "check", SAMPLE_TRAIN)
+    assert checked.exit_code == 0, checked.stderr
+    assert checked.stderr.strip() == (
+        "warning: at 5 folds (the default): score levels 1 (1 essay), 1.5 (2 essays): fewer "
+        "essays than 5 folds, so some validation folds never see them"
+    )
+    split = run_cli("folds", "-w", tmp_path, "--train", SAMPLE_TRAIN, "--n-folds", "2")
+    assert split.exit_code == 0, split.stderr
+    assert split.stderr.strip() == (
+        "warning: score level 1 (1 essay): fewer essays than 2 folds, so some validation folds "
+        "never see it"
+    )
+
+
+def test_folds_table_shows_rare_levels(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("folds", "-w", tmp_path, "--train", SAMPLE_TRAIN)
+    assert result.exit_code == 0, result.stderr
+    row = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["all"])
+    # 480 essays: level 1 has 1 (0.2%), level 1.5 has 2 (0.4%), level 5 has 5 (1.0%).
+    assert row[:6] == ["all", "480", "10", "0.2", "0.4", "9.4"]
+    assert row[-1] == "1.0"
+
+
+def test_seed_varies_grouped_folds_and_help_says_so(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    saved = {}
+    for name, seed in (("a", "1"), ("b", "2"), ("c", "1")):
+        result = run_cli("folds", "-w", tmp_path / name, "--train", SAMPLE_TRAIN, "--seed", seed)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((tmp_path / name / "folds.json").read_text())["method"] == "grouped"
+        saved[name] = (tmp_path / name / "folds.csv").read_bytes()
+    assert saved["a"] == saved["c"]
+    assert saved["a"] != saved["b"]
+    help_text = " ".join(run_cli("folds", "--help").stdout.split())
+    assert "the order prompts are placed in (grouped)" in help_text.replace("│ ", "")
+
+
+def test_folds_records_subgroups_format_and_scales(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    essays = write_csv(tmp_path / "essays.csv", AES2_LANG, aes2_rows(72))
+    ws = tmp_path / "ws"
+    result = run_cli(
+        "folds", "-w", ws, "--train", essays, "--format", "generic", "--subgroups", "language",
+        "--scale", "0-6", "--scale", "p5=1-6", "--n-folds", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    config = yaml.safe_load((ws / "configs" / "data.yaml").read_text())
+    assert config == {
+        "train": str(essays.resolve()),
+        "format": "generic",
+        "scale": "0-6",
+        "per_prompt_scales": {"p5": "1-6"},
+        "subgroups": ["language"],
+    }
+    from aes_ensemble.data import load_workspace_dataset
+
+    train, _ = load_workspace_dataset(Workspace.at(ws))
+    assert train.subgroups == ("language",)
+    assert train.frame["language"].to_list()[:2] == ["en", "es"]
+    # Without --train: the options update the workspace's data config, the rest stays.
+    again = run_cli("folds", "-w", ws, "--subgroups", "", "--n-folds", "2")
+    assert again.exit_code == 0, again.stderr
+    assert yaml.safe_load((ws / "configs" / "data.yaml").read_text()) == {
+        k: v for k, v in config.items() if k != "subgroups"
+    }
+
+
+def test_ellipse_subgroups_are_carried_unless_dropped(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    carried = run_cli("folds", "-w", tmp_path / "a", "--train", SAMPLE_TRAIN)
+    assert carried.exit_code == 0, carried.stderr
+    assert "note: subgroups gender, grade, race_ethnicity, SES" in carried.stdout
+    config = yaml.safe_load((tmp_path / "a" / "configs" / "data.yaml").read_text())
+    assert config["subgroups"] == ["gender", "grade", "race_ethnicity", "SES"]
+    assert config["format"] == "ellipse"
+    dropped = run_cli("folds", "-w", tmp_path / "b", "--train", SAMPLE_TRAIN, "--subgroups", "")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert "subgroups" not in yaml.safe_load((tmp_path / "b" / "configs" / "data.yaml").read_text())
+    wrong = run_cli("folds", "-w", tmp_path / "c", "--train", SAMPLE_TRAIN, "--subgroups", "gendr")
+    assert_error(
+        wrong,
+        "ellipse_train.csv",
+        "subgroup column 'gendr' is not in the file (did you mean 'gender'?)",
+        "columns: text_id_kaggle, full_text, prompt, Overall, gender, grade, race_ethnicity, SES",
+    )
+    assert not (tmp_path / "c" / "configs" / "data.yaml").exists()
+
+
+def test_data_check_proposes_the_folds_line_that_keeps_subgroups(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shlex
+
+    essays = write_csv(tmp_path / "my essays.csv", AES2_LANG, aes2_rows(36))
+    checked = run_cli("data", "check", essays)
+    assert checked.exit_code == 0, checked.stderr
+    assert "format: aes2 (detected from the columns)" in checked.stdout
+    assert "subgroup columns: language" in checked.stdout
+    line = next(x.strip() for x in checked.stdout.splitlines() if "aes-ensemble folds" in x)
+    assert line == f"aes-ensemble folds --train '{essays}' --subgroups language"
+    words = shlex.split(line)[1:]
+    split = run_cli(*words, "-w", tmp_path / "ws")
+    assert split.exit_code == 0, split.stderr
+    config = yaml.safe_load((tmp_path / "ws" / "configs" / "data.yaml").read_text())
+    assert config["subgroups"] == ["language"]
+    sample = run_cli("data", "check", SAMPLE_TRAIN, "--format", "ellipse")
+    assert "format: ellipse (--format)" in sample.stdout
+    assert "--format ellipse --subgroups gender,grade,race_ethnicity,SES" in sample.stdout
+
+
+def test_folds_notes_subgroup_like_columns_it_did_not_keep(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    essays = write_csv(tmp_path / "essays.csv", AES2_LANG, aes2_rows(36))
+    result = run_cli("folds", "-w", tmp_path / "ws", "--train", essays)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: subgroup-like columns language not kept; add --subgroups language" in result.stdout
+    )
+
+
+def test_damaged_folds_file_is_one_error_and_force_recovers(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("folds", "-w", tmp_path, "--train", SAMPLE_TRAIN).exit_code == 0
+    (tmp_path / "folds.csv").write_bytes(b"\x00\x01garbage")
+    assert_error(
+        run_cli("folds", "-w", tmp_path),
+        "folds.csv: binary content",
+        "restore it, or run `aes-ensemble folds --force` (every learner then refits)",
+    )
+    assert run_cli("folds", "-w", tmp_path, "--force").exit_code == 0
+    from aes_ensemble.folds import load_folds
+
+    assert load_folds(Workspace.at(tmp_path)).n_folds == 5
+
+
+USER_MISTAKES: dict[str, tuple[Callable[[Path], list[str | Path]], tuple[str, ...]]] = {
+    "train is a folder": (lambda d: ["--train", d], ("is a folder, not a file",)),
+    "train is missing": (lambda d: ["--train", d / "none.csv"], ("none.csv: file not found",)),
+    "train is empty": (lambda d: ["--train", _bytes(d / "e.csv", b"\n")], ("file is empty",)),
+    "one fold": (lambda d: ["--train", SAMPLE_TRAIN, "--n-folds", "1"], ("need at least 2",)),
+    "zero folds": (lambda d: ["--train", SAMPLE_TRAIN, "--n-folds", "0"], ("need at least 2",)),
+    "more folds than essays": (
+        lambda d: ["--train", SAMPLE_TRAIN, "--n-folds", "481"],
+        ("480 essays cannot fill 481 folds",),
+    ),
+    "negative seed": (lambda d: ["--train", SAMPLE_TRAIN, "--seed", "-1"], ("--seed -1: must",)),
+    "unknown method": (
+        lambda d: ["--train", SAMPLE_TRAIN, "--method", "random"],
+        ("unknown --method 'random'",),
+    ),
+    "bad scale": (lambda d: ["--train", SAMPLE_TRAIN, "--scale", "1to5"], ("--scale: score",)),
+    "from-file bad row": (
+        lambda d: [
+            "--train",
+            SAMPLE_TRAIN,
+            "--from-file",
+            _bytes(d / "f.csv", b"essay_id,fold\nA,0\nB,-1\n"),
+        ],
+        ("f.csv: row 2: fold '-1' is not a non-negative integer",),
+    ),
+    "from-file a folder": (
+        lambda d: ["--train", SAMPLE_TRAIN, "--from-file", d],
+        ("is a folder, not a file",),
+    ),
+    "from-file one fold": (
+        lambda d: ["--train", SAMPLE_TRAIN, "--from-file", _one_fold(d)],
+        ("every essay is in fold 0: need at least 2 folds",),
+    ),
+    "from-file with infer-prompts": (
+        lambda d: ["--train", SAMPLE_TRAIN, "--from-file", d, "--infer-prompts", "3"],
+        ("drop --infer-prompts",),
+    ),
+    "stratified with too few per level": (
+        lambda d: [
+            "--train",
+            write_csv(d / "t.csv", AES2, [["a", "x", "3"], ["b", "y", "3"], ["c", "z", "4"]]),
+            "--n-folds",
+            "3",
+        ],
+        ("need a score level with at least 3 essays",),
+    ),
+    "misspelled format, existing workspace": (
+        lambda d: [*_workspace(d), "--format", "elipse"],
+        ("--format: 'elipse' is not one of", "(did you mean 'ellipse'?)"),
+    ),
+    "damaged data.yaml": (
+        lambda d: _damaged_config(d),
+        ("data.yaml: invalid UTF-8",),
+    ),
+}
+
+
+def _one_fold(directory: Path) -> Path:
+    rows = list(csv.reader(SAMPLE_TRAIN.open(encoding="utf-8", newline="")))[1:]
+    return write_csv(directory / "one_fold.csv", ["essay_id", "fold"], [[r[0], "0"] for r in rows])
+
+
+def _workspace(directory: Path) -> list[str | Path]:
+    """A data config for the sample, with no folds yet: the options that follow update it."""
+    (directory / "ws" / "configs").mkdir(parents=True)
+    (directory / "ws" / "configs" / "data.yaml").write_text(f"train: {SAMPLE_TRAIN}\n")
+    return []
+
+
+def _damaged_config(directory: Path) -> list[str | Path]:
+    (directory / "ws" / "configs").mkdir(parents=True)
+    (directory / "ws" / "configs" / "data.yaml").write_bytes(b"train: caf\xe9.csv\n")
+    return []
+
+
+@pytest.mark.parametrize("case", sorted(USER_MISTAKES))
+def test_folds_user_mistakes_are_one_error_line(case: str, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    make, parts = USER_MISTAKES[case]
+    options = make(tmp_path)
+    result = run_cli("folds", "-w", tmp_path / "ws", *options)
+    assert_error(result, *parts)
+    assert not (tmp_path / "ws" / "folds.csv").exists()

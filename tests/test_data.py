@@ -11,7 +11,14 @@ import polars as pl
 import pytest
 
 from aes_ensemble.config import DataConfig
-from aes_ensemble.data import CORE_COLUMNS, load_dataset, load_workspace_dataset, read_essays
+from aes_ensemble.data import (
+    CORE_COLUMNS,
+    inspect_header,
+    load_dataset,
+    load_workspace_dataset,
+    read_essays,
+    subgroup_candidates,
+)
 from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.workspace import Workspace
@@ -174,3 +181,106 @@ def test_byte_order_mark_is_skipped_and_counted(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + body + b"e2,b\xffd,4\n")
     with pytest.raises(AesError, match=r"byte offset 40 \(line 3\)"):
         read_essays(path)
+
+
+SAMPLE_TRAIN = REPO / "aes_ensemble" / "sample" / "ellipse_train.csv"
+
+
+def test_files_that_are_not_text_are_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AesError, match="is a folder, not a file"):
+        read_essays(tmp_path)
+    binary = tmp_path / "image.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(
+        AesError, match=r"image.csv: binary content \(a NUL byte at byte offset 8\)"
+    ):
+        read_essays(binary)
+    latin_header = tmp_path / "latin.csv"
+    latin_header.write_bytes(b"essay_id,r\xe9ponse,score\ne1,oui,3\n")
+    with pytest.raises(AesError, match=r"latin.csv: invalid UTF-8 at byte offset 10 \(line 1\)"):
+        read_essays(latin_header)
+
+
+def test_one_score_in_a_generic_file_says_scores_must_vary(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "flat.csv", ["id", "text", "mark"], [["a", "x", 2], ["b", "y", 2]])
+    columns = {"essay_id": "id", "full_text": "text", "score": "mark"}
+    with pytest.raises(
+        AesError, match=r"flat.csv: all 2 training essays score 2: scores must vary"
+    ):
+        read_essays(path, data_format="generic", columns=columns)
+
+
+def test_unknown_subgroup_names_the_column_and_the_file_columns() -> None:
+    with pytest.raises(AesError) as info:
+        read_essays(SAMPLE_TRAIN, subgroups=("gender", "ses"))
+    assert str(info.value) == (
+        f"{SAMPLE_TRAIN}: subgroup column 'ses' is not in the file (did you mean 'SES'?); "
+        "columns: text_id_kaggle, full_text, prompt, Overall, gender, grade, race_ethnicity, SES"
+    )
+    with pytest.raises(AesError, match="subgroup column 'gender' is named twice"):
+        read_essays(SAMPLE_TRAIN, subgroups=("gender", "grade", "gender"))
+    with pytest.raises(AesError, match="subgroup 'Overall' is an id, text, score"):
+        read_essays(SAMPLE_TRAIN, subgroups=("Overall",))
+
+
+def test_header_tells_the_format_and_the_ellipse_subgroups(tmp_path: Path) -> None:
+    found = inspect_header(SAMPLE_TRAIN)
+    assert (found.format, found.detected) == ("ellipse", True)
+    assert found.known_subgroups == ("gender", "grade", "race_ethnicity", "SES")
+    declared = inspect_header(SAMPLE_TRAIN, data_format="ellipse")
+    assert (declared.format, declared.detected) == ("ellipse", False)
+    plain = write_csv(tmp_path / "aes2.csv", ["essay_id", "full_text", "score"], [["a", "x", 3]])
+    assert inspect_header(plain).format == "aes2"
+    assert inspect_header(plain).known_subgroups == ()
+
+
+def test_subgroup_candidates_are_low_cardinality_text_columns(tmp_path: Path) -> None:
+    assert subgroup_candidates(SAMPLE_TRAIN) == ["gender", "grade", "race_ethnicity", "SES"]
+    rows = [
+        [
+            f"e{i}",
+            f"Essay {i}.",
+            1 + i % 6,
+            ["en", "es", "zh"][i % 3],
+            i % 4,
+            2.5 + (i % 3) / 2,
+            "same",
+            f"student {i}",
+            f"p{i % 2}",
+        ]
+        for i in range(40)
+    ]
+    header = [
+        "essay_id",
+        "full_text",
+        "score",
+        "language",
+        "grade_level",
+        "cohesion",
+        "cohort",
+        "name",
+        "prompt",
+    ]
+    path = write_csv(tmp_path / "mine.csv", header, rows)
+    # language: 3 text values; grade_level and cohesion are numbers; cohort never varies; name
+    # has one value per essay; prompt is a schema column.
+    assert subgroup_candidates(path) == ["language"]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"default": "1-6"},
+        {"default": {"low": 1}},
+        {"default": {"low": "1", "high": 6}},
+        {"default": {"low": 1, "high": 6, "stepp": 1}},
+        {"per_prompt": {"p": [1, 6]}},
+        {"default": {"low": 6, "high": 1}},
+    ],
+)
+def test_scales_read_back_from_a_damaged_file_are_an_aes_error(stored: dict[str, object]) -> None:
+    assert ScoreScales.from_dict(ScoreScales(default=ScoreScale(1, 5, 0.5)).to_dict()) == (
+        ScoreScales(default=ScoreScale(1, 5, 0.5))
+    )
+    with pytest.raises(AesError, match="scale"):
+        ScoreScales.from_dict(stored)

@@ -12,7 +12,15 @@ from sklearn.metrics import adjusted_rand_score
 
 from aes_ensemble.data import Essays, read_essays
 from aes_ensemble.errors import AesError
-from aes_ensemble.folds import assign_folds, load_folds, read_folds_file, save_folds
+from aes_ensemble.folds import (
+    Folds,
+    assign_folds,
+    check_score_levels,
+    load_folds,
+    read_folds_file,
+    save_folds,
+)
+from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.workspace import Workspace
 
 
@@ -156,3 +164,148 @@ def test_saved_once_hashed_and_edits_refused(tmp_path: Path, ellipse: Essays) ->
     ws.folds_path.write_text("\n".join(lines) + "\n")
     with pytest.raises(AesError, match="changed after it was saved"):
         load_folds(ws)
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "aes_ensemble" / "sample" / "ellipse_train.csv"
+
+
+@pytest.fixture(scope="module")
+def sample() -> Essays:
+    return read_essays(SAMPLE)
+
+
+def fold_partition(folds_obj: Folds) -> set[frozenset[str]]:
+    """The assignment as a set of folds (sets of essay ids): fold numbering does not matter."""
+    groups = folds_obj.frame.group_by("fold").agg(pl.col("essay_id"))
+    return {frozenset(ids) for ids in groups["essay_id"].to_list()}
+
+
+def test_seed_varies_grouped_folds_and_repeats_them(sample: Essays, tmp_path: Path) -> None:
+    splits = {seed: assign_folds(sample, 5, seed=seed) for seed in (1, 2, 3)}
+    assert {f.method for f in splits.values()} == {"grouped"}
+    for folds_obj in splits.values():
+        assert prompts_in_one_fold(sample, folds_obj.fold_array(sample))
+        assert sorted(np.bincount(folds_obj.fold_array(sample))) == [96] * 5
+    assert len({frozenset(fold_partition(f)) for f in splits.values()}) == 3
+    paths = []
+    for name in ("a", "b"):
+        ws = Workspace.at(tmp_path / name)
+        save_folds(ws, assign_folds(sample, 5, seed=2))
+        paths.append(ws.folds_path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+@pytest.mark.parametrize("seed", [3, 11, 2024])
+def test_every_seed_balances_grouped_ellipse_folds(ellipse: Essays, seed: int) -> None:
+    fold = assign_folds(ellipse, 5, seed=seed).fold_array(ellipse)
+    assert prompts_in_one_fold(ellipse, fold)
+    overall = level_shares(ellipse, np.arange(len(ellipse)))
+    for k in range(5):
+        rows = np.flatnonzero(fold == k)
+        assert abs(len(rows) - len(ellipse) / 5) < 0.05 * len(ellipse)
+        assert np.abs(level_shares(ellipse, rows) - overall).max() < 0.04
+
+
+def synthetic(scores: list[float], prompts: list[str | None], scales: ScoreScales) -> Essays:
+    n = len(scores)
+    frame = pl.DataFrame(
+        {
+            "essay_id": [f"e{i}" for i in range(n)],
+            "full_text": [f"Essay number {i}." for i in range(n)],
+            "score": pl.Series(scores, dtype=pl.Float64),
+            "prompt": pl.Series(prompts, dtype=pl.String),
+            "source": pl.Series([None] * n, dtype=pl.String),
+        }
+    )
+    return Essays(frame, scales, Path("essays.csv"))
+
+
+def test_scores_that_never_vary_are_refused() -> None:
+    flat = synthetic([3.0] * 12, [None] * 12, ScoreScales(default=ScoreScale(1, 6)))
+    with pytest.raises(AesError, match=r"essays.csv: all 12 training essays score 3: scores must"):
+        assign_folds(flat, 3)
+    per_prompt = ScoreScales(per_prompt={"a": ScoreScale(0, 3), "b": ScoreScale(2, 12)})
+    scores = [0.0, 1.0, 2.0, 3.0, 1.0, 2.0] + [8.0] * 6
+    one_prompt_flat = synthetic(scores, ["a"] * 6 + ["b"] * 6, per_prompt)
+    with pytest.raises(AesError, match=r"prompt 'b': all 6 training essays score 8"):
+        assign_folds(one_prompt_flat, 3)
+    # One scale for all: the headline QWK pools the prompts, so one flat prompt is fine.
+    pooled = synthetic(scores, ["a"] * 6 + ["b"] * 6, ScoreScales(default=ScoreScale(0, 12)))
+    assert assign_folds(pooled, 3, method="stratified").n_folds == 3
+
+
+def test_levels_rarer_than_folds_are_noted(sample: Essays) -> None:
+    five = assign_folds(sample, 5, seed=0)
+    assert five.notes == (
+        "score levels 1 (1 essay), 1.5 (2 essays): fewer essays than 5 folds, "
+        "so some validation folds never see them",
+    )
+    assert check_score_levels(sample, 2) == (
+        "score level 1 (1 essay): fewer essays than 2 folds, so some validation folds never see it",
+    )
+    common = sample.take(np.flatnonzero(sample.scores >= 2))
+    assert assign_folds(common, 5, seed=0).notes == ()
+
+
+DAMAGE = {
+    "json n_folds null": ("folds.json", lambda m: json.dumps({**m, "n_folds": None}), "n_folds"),
+    "json without n_folds": (
+        "folds.json",
+        lambda m: json.dumps({k: v for k, v in m.items() if k != "n_folds"}),
+        "key 'n_folds': required key is missing",
+    ),
+    "json wrong type": ("folds.json", lambda m: json.dumps({**m, "n_folds": "five"}), "n_folds"),
+    "json hash a number": ("folds.json", lambda m: json.dumps({**m, "hash": 12}), "key 'hash'"),
+    "json a list": ("folds.json", lambda m: json.dumps([m]), "must be a JSON object"),
+    "json not json": ("folds.json", lambda m: "{'hash': ", "invalid JSON"),
+    "json binary": ("folds.json", lambda m: b"\x00\x01\x02garbage", "binary content"),
+    "json not utf-8": ("folds.json", lambda m: b'{"hash": "\xff"}', "invalid UTF-8"),
+    "json empty": ("folds.json", lambda m: "", "file is empty"),
+    "csv binary": ("folds.csv", lambda m: b"\x89PNG\r\n\x1a\n\x00\x00", "binary content"),
+    "csv not utf-8": ("folds.csv", lambda m: b"essay_id,fold\nx\xe9,0\n", "invalid UTF-8"),
+    "csv column missing": ("folds.csv", lambda m: "essay_id,folds\na,0\n", "column 'fold'"),
+    "csv bad fold": ("folds.csv", lambda m: "essay_id,fold\na,0\nb,two\n", "row 2: fold 'two'"),
+    "csv fold beyond": ("folds.csv", lambda m: "essay_id,fold\na,0\nb,9\n", "row 2: fold 9 is"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_folds_files_are_one_clear_error(case: str, sample: Essays, tmp_path: Path) -> None:
+    ws = Workspace.at(tmp_path)
+    folds_obj = assign_folds(sample, 5, seed=0)
+    save_folds(ws, folds_obj)
+    name, damage, part = DAMAGE[case]
+    target = tmp_path / name
+    meta = json.loads(ws.folds_meta_path.read_text())
+    data = damage(meta)
+    if isinstance(data, bytes):
+        target.write_bytes(data)
+    else:
+        target.write_text(data)
+    with pytest.raises(AesError) as info:
+        load_folds(ws)
+    message = str(info.value)
+    assert message.startswith(f"{target}: ")
+    assert part in message
+    assert message.endswith(
+        "restore it, or run `aes-ensemble folds --force` (every learner then refits)"
+    )
+    save_folds(ws, folds_obj, force=True)
+    assert load_folds(ws).hash == folds_obj.hash
+
+
+def test_a_failed_write_keeps_the_previous_folds(
+    sample: Essays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faults import fail_writes
+
+    ws = Workspace.at(tmp_path)
+    save_folds(ws, assign_folds(sample, 5, seed=1))
+    before = {p.name: p.read_bytes() for p in (ws.folds_path, ws.folds_meta_path)}
+    failed = fail_writes(monkeypatch, "folds.json")
+    with pytest.raises(AesError, match=r"cannot write \(No space left on device\); the previous"):
+        save_folds(ws, assign_folds(sample, 5, seed=2), force=True)
+    assert failed
+    assert {p.name: p.read_bytes() for p in (ws.folds_path, ws.folds_meta_path)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folds.csv", "folds.json"]
+    assert load_folds(ws).seed == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -9,28 +10,56 @@ import numpy as np
 import polars as pl
 import typer
 import yaml
+from rich import box
 from rich.table import Table
 
-from aes_ensemble.cli.common import WorkdirOption, console, workspace
-from aes_ensemble.config import DataConfig, load_config
+from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
+from aes_ensemble.config import DataConfig, load_config, validate
 from aes_ensemble.data import (
     FORMATS,
     Essays,
     detect_role,
+    inspect_header,
     load_dataset,
-    load_workspace_dataset,
     read_essays,
     scale_text,
+    subgroup_candidates,
 )
 from aes_ensemble.errors import AesError
-from aes_ensemble.folds import Folds, Method, assign_folds, read_folds_file, save_folds
+from aes_ensemble.folds import (
+    METHODS,
+    Folds,
+    Method,
+    assign_folds,
+    check_score_levels,
+    read_folds_file,
+    save_folds,
+)
 from aes_ensemble.io import write_text_atomic
 from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.workspace import Workspace
 
 FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help=f"File format: {', '.join(FORMATS)} (default: the data config's, else auto).",
+        show_default=False,
+    ),
+]
+CheckFormatOption = Annotated[
     str, typer.Option("--format", help=f"File format: {', '.join(FORMATS)}.", show_default=True)
 ]
+ScaleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scale",
+        help="Score scale, e.g. 1-6 or 1-5:0.5; PROMPT=SCALE gives one prompt its own scale "
+        "(repeat the option). Default: the format's scales, else inferred from the scores.",
+        show_default=False,
+    ),
+]
+CHECK_FOLDS = 5  # `data check` judges rare levels against the default number of folds
 
 
 _ALL_LEVELS = 15  # wider scales (ASAP 0-60) list only the levels that occur
@@ -46,20 +75,82 @@ def register(app: typer.Typer) -> None:
 
 def check(
     file: Annotated[Path, typer.Argument(help="Essays file (CSV, or ASAP's TSV).")],
-    data_format: FormatOption = "auto",
-    scale: Annotated[
-        str | None, typer.Option(help="Score scale, e.g. 1-6 or 1-5:0.5 (default: the format's).")
-    ] = None,
+    data_format: CheckFormatOption = "auto",
+    scale: ScaleOption = None,
 ) -> None:
-    """Validate an essays file and print its prompts, score levels and lengths."""
+    """Validate an essays file; print its format, prompts, score levels, lengths and the
+    columns that look like subgroups, with the `folds` line that keeps them."""
+    default, per_prompt = _parse_scales(scale or [])
     role = detect_role(file, data_format=data_format)
-    scales = None if scale is None else ScoreScales(default=ScoreScale.parse(scale))
+    scales = _scales(default, per_prompt)
     essays = read_essays(file, role=role, data_format=data_format, scales=scales)
+    notes = check_score_levels(essays, CHECK_FOLDS) if role == "train" else ()
+    notes = tuple(f"at {CHECK_FOLDS} folds (the default): {note}" for note in notes)
     console.print(f"[bold]{file}[/bold]: {len(essays)} essays ({role} file, no errors found)")
+    found = inspect_header(file, data_format=data_format)
+    how = "detected from the columns" if found.detected else "--format"
+    console.print(f"format: {found.format} ({how})", markup=False)
     _print_prompts(essays)
     if role == "train":
         _print_levels(essays)
     _print_lengths(essays)
+    _print_subgroups(file, data_format, scale or [], role)
+    _warn(notes)
+
+
+def _print_subgroups(file: Path, data_format: str, scales: list[str], role: str) -> None:
+    """The columns that look like subgroups and the exact `folds` line that keeps them."""
+    found = subgroup_candidates(file, data_format=data_format)
+    if not found:
+        console.print(
+            "subgroup columns: none found (text columns with 2 to 20 distinct values)",
+            markup=False,
+        )
+        return
+    console.print(f"subgroup columns: {', '.join(found)}", markup=False)
+    if role != "train":
+        return
+    words = ["aes-ensemble", "folds", "--train", str(file)]
+    if data_format != "auto":
+        words += ["--format", data_format]
+    for value in scales:
+        words += ["--scale", value]
+    words += ["--subgroups", ",".join(found)]
+    console.print("to report QWK per subgroup, split with:", markup=False)
+    console.print(f"  {shlex.join(words)}", markup=False)
+
+
+def _warn(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        err_console.print(f"warning: {note}", markup=False)
+
+
+def _parse_scales(values: list[str]) -> tuple[str | None, dict[str, str]]:
+    """``--scale`` values as data.yaml's ``scale`` and ``per_prompt_scales``, each checked."""
+    default: str | None = None
+    per_prompt: dict[str, str] = {}
+    for value in values:
+        prompt, sep, text = value.rpartition("=")
+        try:
+            ScoreScale.parse(text.strip())
+        except AesError as exc:
+            raise AesError(exc.message, path="--scale") from None
+        if not sep:
+            default = text.strip()
+        elif not prompt.strip():
+            raise AesError(f"'{value}' names no prompt; use PROMPT=SCALE", path="--scale")
+        else:
+            per_prompt[prompt.strip()] = text.strip()
+    return default, per_prompt
+
+
+def _scales(default: str | None, per_prompt: dict[str, str]) -> ScoreScales | None:
+    if default is None and not per_prompt:
+        return None
+    return ScoreScales(
+        default=None if default is None else ScoreScale.parse(default),
+        per_prompt={p: ScoreScale.parse(t) for p, t in per_prompt.items()},
+    )
 
 
 def _print_prompts(essays: Essays) -> None:
@@ -91,7 +182,7 @@ def _print_levels(essays: Essays) -> None:
                 (", ".join(names) or "all") if first else "",
                 scale.label(level),
                 str(n),
-                f"{n / len(rows):.1%}",
+                _share(int(n), len(rows)),
             )
         table.add_section()
     console.print(table)
@@ -122,10 +213,26 @@ def folds(
     train: Annotated[
         Path | None, typer.Option(help="Training essays; also recorded in configs/data.yaml.")
     ] = None,
-    test: Annotated[Path | None, typer.Option(help="Test essays (with --train).")] = None,
-    data_format: FormatOption = "auto",
+    test: Annotated[Path | None, typer.Option(help="Test essays.")] = None,
+    data_format: FormatOption = None,
+    scale: ScaleOption = None,
+    subgroups: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated subgroup columns for the report's fairness rows, e.g. "
+            "gender,grade; '' for none. Default: the data config's; for a new ELLIPSE file, "
+            "its gender, grade, race_ethnicity and SES columns.",
+            show_default=False,
+        ),
+    ] = None,
     n_folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 42,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the split: shuffles essays within score levels (stratified) or the "
+            "order prompts are placed in (grouped); another seed, another split."
+        ),
+    ] = 42,
     method: Annotated[str, typer.Option(help="auto, grouped (by prompt) or stratified.")] = "auto",
     infer_prompts: Annotated[
         int | None,
@@ -138,17 +245,21 @@ def folds(
         bool, typer.Option(help="Replace a different saved assignment (stale OOF files).")
     ] = False,
 ) -> None:
-    """Assign the training essays to folds once and save folds.csv + folds.json."""
-    if method not in ("auto", "grouped", "stratified"):
-        raise AesError(f"unknown --method '{method}' (valid: auto, grouped, stratified)")
+    """Assign the training essays to folds once and save folds.csv + folds.json; --train,
+    --test, --format, --scale and --subgroups are recorded in configs/data.yaml."""
+    if method not in METHODS:
+        raise AesError(f"unknown --method '{method}' (valid: {', '.join(METHODS)})")
+    if from_file is not None and infer_prompts is not None:
+        raise AesError("--from-file takes the folds from the file; drop --infer-prompts")
     ws = workspace(workdir)
-    config = None if train is None else _data_config(ws, train, test, data_format)
-    if config is None:
-        if test is not None or data_format != "auto":
-            raise AesError("--test and --format go with --train (or edit configs/data.yaml)")
-        essays, _ = load_workspace_dataset(ws)
-    else:
-        essays, _ = load_dataset(config, ws.root)
+    old = load_config(DataConfig, ws.data_config_path) if ws.data_config_path.exists() else None
+    if old is None and train is None:
+        raise AesError(
+            "no data config; run `aes-ensemble folds --train FILE` or write configs/data.yaml",
+            path=ws.data_config_path,
+        )
+    config, notes = _data_config(ws, old, train, test, data_format, scale, subgroups)
+    essays, _ = load_dataset(config, ws.root)
     if from_file is not None:
         assignment = read_folds_file(from_file, essays)
     else:
@@ -160,9 +271,12 @@ def folds(
             infer_prompts=infer_prompts,
         )
     path = save_folds(ws, assignment, force=force)
-    if config is not None:  # only once the folds are saved: both must describe the same data
+    if config != old:  # only once the folds are saved: both must describe the same data
         _write_data_config(ws, config)
     _print_folds(essays, assignment)
+    for note in notes:
+        console.print(f"note: {note}", markup=False)
+    _warn(assignment.notes)
     console.print(f"method {assignment.method}, hash [bold]{assignment.hash}[/bold], saved {path}")
 
 
@@ -172,27 +286,71 @@ def _relative(ws: Workspace, path: Path) -> Path:
     return resolved.relative_to(ws.root) if resolved.is_relative_to(ws.root) else resolved
 
 
-def _data_config(ws: Workspace, train: Path, test: Path | None, data_format: str) -> DataConfig:
-    """The new data config; other settings (scales, columns) survive only for the same file."""
-    new_train = _relative(ws, train)
-    fields: dict[str, object] = {}
-    if ws.data_config_path.is_file():
-        old = load_config(DataConfig, ws.data_config_path)
-        if old.train == new_train:
-            fields = old.model_dump(exclude={"train", "test", "format"})
-    return DataConfig.model_validate(
-        {
-            **fields,
-            "train": new_train,
-            "test": None if test is None else _relative(ws, test),
-            "format": data_format,
-        }
-    )
+def _data_config(
+    ws: Workspace,
+    old: DataConfig | None,
+    train: Path | None,
+    test: Path | None,
+    data_format: str | None,
+    scale: list[str] | None,
+    subgroups: str | None,
+) -> tuple[DataConfig, list[str]]:
+    """The data config the options ask for, and notes on what was chosen for the user.
+
+    Settings of the old config (test file, format, scales, columns, subgroups) survive for the
+    same training file; a new file starts afresh, with its format written down as detected and,
+    for ELLIPSE, its subgroup columns carried: the report's fairness rows need them, and a user
+    who splits ELLIPSE without them loses those rows without a word."""
+    same = old is not None and (train is None or old.train == _relative(ws, train))
+    fields = old.model_dump() if same and old is not None else {}
+    if train is not None:
+        fields["train"] = _relative(ws, train)
+    if test is not None:
+        fields["test"] = _relative(ws, test)
+    if data_format is not None:
+        fields["format"] = data_format
+    if scale is not None:
+        fields["scale"], fields["per_prompt_scales"] = _parse_scales(scale)
+    notes = []
+    if subgroups is not None:
+        fields["subgroups"] = [s.strip() for s in subgroups.split(",") if s.strip()]
+    if not same:
+        train_path = ws.root / fields["train"]
+        found = inspect_header(train_path, data_format=fields.get("format") or "auto")
+        fields["format"] = found.format
+        if subgroups is None and found.known_subgroups:
+            fields["subgroups"] = list(found.known_subgroups)
+            notes.append(
+                f"subgroups {', '.join(found.known_subgroups)} ({found.format}'s demographic "
+                "columns) recorded for the report's fairness rows; --subgroups '' leaves them out"
+            )
+        elif subgroups is None:
+            guess = subgroup_candidates(train_path, data_format=found.format)
+            if guess:
+                notes.append(
+                    f"subgroup-like columns {', '.join(guess)} not kept; add --subgroups "
+                    f"{','.join(guess)} to report QWK per group"
+                )
+    flags = {"train": train, "test": test, "format": data_format, "subgroups": subgroups}
+    given = {key: f"--{key}" for key, value in flags.items() if value is not None}
+    if scale is not None:
+        given |= {"scale": "--scale", "per_prompt_scales": "--scale"}
+    config = validate(DataConfig, fields, path=ws.data_config_path, sources=given)
+    return config, notes
 
 
 def _write_data_config(ws: Workspace, config: DataConfig) -> None:
     data = config.model_dump(mode="json", exclude_defaults=True)
-    write_text_atomic(ws.data_config_path, yaml.safe_dump(data, sort_keys=False))
+    try:
+        write_text_atomic(ws.data_config_path, yaml.safe_dump(data, sort_keys=False))
+    except OSError as exc:
+        raise AesError(f"cannot write ({exc.strerror})", path=ws.data_config_path) from None
+
+
+def _share(count: int, total: int) -> str:
+    """A share with one decimal; a level too rare for that shows as <0.1%, never as 0."""
+    share = 100 * count / total
+    return "<0.1%" if 0 < share < 0.05 else f"{share:.1f}%"
 
 
 def _print_folds(essays: Essays, assignment: Folds) -> None:
@@ -201,7 +359,9 @@ def _print_folds(essays: Essays, assignment: Folds) -> None:
     fold = assignment.fold_array(essays)
     scale = None if essays.scales.is_per_prompt else essays.scales.default
     what = "% of the fold at each score level" if scale else "mean normalised score (0-1)"
-    table = Table(title=f"{assignment.n_folds} folds; {what}")
+    table = Table(
+        title=f"{assignment.n_folds} folds; {what}", box=box.SIMPLE_HEAD, collapse_padding=True
+    )
     for column in ("fold", "essays", "prompts"):
         table.add_column(column, justify="right")
     labels = [scale.label(v) for v in scale.levels] if scale is not None else ["mean score"]
@@ -217,7 +377,7 @@ def _print_folds(essays: Essays, assignment: Folds) -> None:
         n_prompts = len({p for p in fold_prompts[rows] if p is not None})
         if scale is not None:
             counts = np.bincount(scale.to_index(essays.scores[rows]), minlength=scale.n_levels)
-            cells = [f"{100 * c / len(rows):.0f}" for c in counts]
+            cells = [_share(int(c), len(rows)).removesuffix("%") for c in counts]
         else:
             cells = [f"{normalised[rows].mean():.3f}"]
         name = "all" if k is None else str(k)
