@@ -1,16 +1,17 @@
 """Fit one learner over the workspace's folds: resume, per-fold parts, assembly into the store.
 
 Each fold owns its own files, ``base_models/NAME/fold_K/`` (model, ``config.yaml``, and
-``done.json`` written last) and ``oof/parts/NAME/fold_K.parquet``, so an interrupted run resumes
-at the first unfinished fold and two processes fitting different folds never touch the same
-file. Whoever finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk.
+``done.json``) and ``oof/parts/NAME/fold_K.parquet``, replaced together only once a refit is
+complete (``fold_files``), so a failed fit never harms the last good fold, an interrupted run
+resumes at the first unfinished fold and two processes fitting different folds never touch the
+same file. A fold is current while its config, folds and data fingerprint are the run's. Whoever
+finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,16 +21,35 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aes_ensemble.config import apply_overrides, config_hash, dump_yaml, read_yaml, validate
-from aes_ensemble.data import Essays, load_workspace_dataset
+from aes_ensemble.assembly import combine_parts, holds
+from aes_ensemble.config import (
+    apply_overrides,
+    config_hash,
+    dump_yaml,
+    origin,
+    override_sources,
+    read_yaml,
+    validate,
+)
+from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
+from aes_ensemble.fold_files import (
+    DamagedRecordError,
+    FoldRecord,
+    fold_write,
+    part_path,
+    part_run_id,
+    parts_dir,
+    read_record,
+    recover,
+)
 from aes_ensemble.folds import Folds, load_folds
-from aes_ensemble.io import is_main_process, write_json_atomic, write_text_atomic
+from aes_ensemble.io import ensure_writable, is_main_process, remove_dead_temps, write_text_atomic
 from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction, learner_class
+from aes_ensemble.learners.failures import library_error
 from aes_ensemble.metrics import headline_qwk
+from aes_ensemble.progress import Display as _Display
 from aes_ensemble.store import (
     PredictionMeta,
     PredictionSet,
@@ -40,21 +60,28 @@ from aes_ensemble.store import (
 )
 from aes_ensemble.workspace import Workspace
 
-DONE = "done.json"
-
 
 @dataclass(frozen=True)
 class FoldResult:
+    """One fold of a run; its seconds are the fit and the predictions (validation and test)."""
+
     fold: int
     status: Literal["fitted", "skipped"]
     qwk: float
-    seconds: float
+    fit_seconds: float
+    predict_seconds: float
     n_valid: int
+
+    @property
+    def seconds(self) -> float:
+        return round(self.fit_seconds + self.predict_seconds, 3)
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a ``fit_learner`` call did; ``oof_path`` is set once every fold is complete."""
+    """What a ``fit_learner`` call did; ``oof_path`` is set once every fold is complete and
+    ``oof_written`` says whether this call (re)wrote it or found it up to date.
+    ``prepare_seconds``: this call's per-essay feature preparation (embeddings)."""
 
     name: str
     kind: str
@@ -64,6 +91,8 @@ class RunSummary:
     missing_folds: tuple[int, ...]
     overall_qwk: float | None = None
     oof_path: Path | None = None
+    oof_written: bool = False
+    prepare_seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -78,29 +107,9 @@ def load_learner_config(path: Path, overrides: Sequence[str] = ()) -> LearnerCon
     try:
         model = learner_class(kind).config_model
     except AesError as exc:
-        raise AesError(exc.message, path=path, key="kind") from None
-    return validate(model, data, path=path)
-
-
-def parts_dir(ws: Workspace, name: str) -> Path:
-    return ws.oof_dir / "parts" / name
-
-
-def part_path(ws: Workspace, name: str, fold: int) -> Path:
-    return parts_dir(ws, name) / f"fold_{fold}.parquet"
-
-
-def read_done(directory: Path) -> dict[str, Any] | None:
-    """The fold's completion record, or None when it is absent or unreadable (unfinished)."""
-    try:
-        data = json.loads((directory / DONE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _is_current(done: dict[str, Any] | None, chash: str, fhash: str) -> bool:
-    return done is not None and done.get("config_hash") == chash and done.get("folds_hash") == fhash
+        where, key = origin("kind", path, override_sources(overrides))
+        raise AesError(exc.message, path=where, key=key) from None
+    return validate(model, data, path=path, sources=override_sources(overrides))
 
 
 def _select(folds: str | Sequence[int], n_folds: int) -> list[int]:
@@ -115,48 +124,6 @@ def _select(folds: str | Sequence[int], n_folds: int) -> list[int]:
     return chosen
 
 
-class _Display:
-    """Rich progress over folds and stages; silent when progress is off."""
-
-    def __init__(self, name: str, total: int, enabled: bool) -> None:
-        self.name = name
-        self.enabled = enabled
-        self.notes: list[str] = []
-        self.progress: Progress | None = None
-        self.task = None
-        if enabled:
-            self.progress = Progress(
-                TextColumn("[bold]{task.fields[name]}[/]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self.task = self.progress.add_task("", total=total, name=name)
-
-    @contextmanager
-    def running(self) -> Iterator[_Display]:
-        if self.progress is None:
-            yield self
-            return
-        with self.progress:
-            yield self
-
-    def stage(self, fold: int, text: str) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, description=f"fold {fold}: {text}")
-
-    def advance(self) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.advance(self.task)
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-        if self.progress is not None:
-            self.progress.console.print(f"[yellow]{self.name}[/]: {text}")
-
-
 @dataclass(frozen=True)
 class _Run:
     """Everything a fold needs, loaded once per call."""
@@ -169,9 +136,49 @@ class _Run:
     test: Essays | None
     folds: Folds
     fold_of: np.ndarray
+    train_hash: str
+    test_hash: str
+    data_hash: str
 
     def model_dir(self, fold: int) -> Path:
         return self.ws.model_dir(self.name, fold)
+
+    def learner(self, display: _Display) -> Learner:
+        return learner_class(self.config.kind)(
+            self.config, self.train.scales, self.ws.cache_dir, progress=display.enabled
+        )
+
+
+def _fold_state(run: _Run, fold: int) -> tuple[FoldRecord | None, str]:
+    """The record of a fold that is finished and current, else None and why it must be (re)fitted
+    ("" for a fold never started)."""
+    directory = run.model_dir(fold)
+    try:
+        done = read_record(directory)
+    except DamagedRecordError as exc:
+        return None, f"fold {fold}: {exc}; refitting"
+    if done is None:
+        if directory.exists():
+            return None, f"fold {fold} was left unfinished; refitting from scratch"
+        return None, ""
+    if done.config_hash != run.config_hash:
+        return None, (
+            f"fold {fold} was fitted with another config "
+            f"({done.config_hash} -> {run.config_hash}); refitting"
+        )
+    if done.folds_hash != run.folds.hash or done.fold != fold:
+        return None, f"fold {fold} was fitted on other folds; refitting"
+    if done.train_hash != run.train_hash:
+        return None, f"fold {fold} was fitted on other data (training essays changed); refitting"
+    if done.test_hash != run.test_hash:
+        return None, f"fold {fold} was fitted on other data (test essays changed); refitting"
+    if part_run_id(part_path(run.ws, run.name, fold)) != done.run_id:
+        return None, f"fold {fold}'s prediction part is missing or from another run; refitting"
+    return done, ""
+
+
+def _missing(run: _Run) -> list[int]:
+    return [k for k in range(run.folds.n_folds) if _fold_state(run, k)[0] is None]
 
 
 def _scored_qwk(essays: Essays, pred: np.ndarray) -> float:
@@ -192,55 +199,66 @@ def _frame(essays: Essays, split: str, p: Prediction, fold: int | None) -> pl.Da
     )
 
 
-def _meta(run: _Run, fold_qwk: dict[str, float], seconds: dict[str, float]) -> PredictionMeta:
+def _meta(
+    run: _Run, fold_qwk: dict[str, float], seconds: dict[str, float], extra: dict[str, Any]
+) -> PredictionMeta:
     return PredictionMeta(
         name=run.name,
         learner=run.config.kind,
         folds_hash=run.folds.hash,
         config=run.config.model_dump(mode="json"),
         config_hash=run.config_hash,
+        data_hash=run.data_hash,
         seed=run.config.seed,
         fold_qwk=fold_qwk,
         fit_seconds=seconds,
         scales=run.train.scales.to_dict(),
+        extra=extra,
     )
 
 
-def _prepare_fold(run: _Run, fold: int, display: _Display) -> dict[str, Any] | None:
-    """The completion record of a fold that can be skipped; else clear its leftovers."""
-    directory = run.model_dir(fold)
-    done = read_done(directory)
-    part = part_path(run.ws, run.name, fold)
-    if _finished(run, fold, done):
-        return done
-    if done is not None and done.get("config_hash") != run.config_hash:
-        display.note(
-            f"fold {fold} was fitted with another config "
-            f"({done.get('config_hash')} -> {run.config_hash}); refitting"
-        )
-    elif done is not None and done.get("folds_hash") != run.folds.hash:
-        display.note(f"fold {fold} was fitted on other folds; refitting")
-    elif directory.exists() or part.exists():
-        display.note(f"fold {fold} was left unfinished; refitting from scratch")
-    if is_main_process():
-        shutil.rmtree(directory, ignore_errors=True)
-        part.unlink(missing_ok=True)
-    return None
+@contextmanager
+def _library_errors(where: str, config: LearnerConfig) -> Iterator[None]:
+    """A model library's error as one line naming ``where`` and the config key; ours pass."""
+    try:
+        yield
+    except AesError:
+        raise
+    except Exception as exc:
+        error = library_error(exc, where, config)
+        if error is None:
+            raise
+        raise error from exc
 
 
-def _prepare_features(run: _Run, display: _Display) -> None:
+@contextmanager
+def _write_errors(what: str) -> Iterator[None]:
+    """A failed write (disk full, permissions) as one line; the previous files are kept."""
+    try:
+        yield
+    except OSError as exc:
+        raise AesError(
+            f"{what}: could not write ({exc.strerror or exc}); the previous files are kept "
+            "unchanged. Free disk space or fix permissions, then rerun",
+            path=exc.filename,
+        ) from exc
+
+
+def _prepare_features(run: _Run, display: _Display) -> float:
     """Cache per-essay features of train and test in one pass before the folds, so every fold
-    (and every later run) reads the same values whatever order the folds run in."""
-    learner = learner_class(run.config.kind)(
-        run.config, run.train.scales, run.ws.cache_dir, progress=display.enabled
-    )
-    learner.prepare(run.train)
-    if run.test is not None:
-        learner.prepare(run.test)
-
-
-def _fit_fold(run: _Run, fold: int, display: _Display) -> FoldResult:
+    (and every later run) reads the same values whatever order the folds run in; seconds."""
     start = time.perf_counter()
+    learner = run.learner(display)
+    with _library_errors(f"{run.name} feature preparation", run.config):
+        learner.prepare(run.train)
+        if run.test is not None:
+            learner.prepare(run.test)
+    return round(time.perf_counter() - start, 3)
+
+
+def _fit_fold(run: _Run, fold: int, display: _Display, prepare_seconds: float) -> FoldResult:
+    """Fit and predict one fold, then swap its files in as one step (``fold_files``);
+    ``prepare_seconds`` is recorded with it (the run's feature preparation, on its first fold)."""
     train_rows = np.flatnonzero(run.fold_of != fold)
     valid_rows = np.flatnonzero(run.fold_of == fold)
     if len(valid_rows) == 0 or len(train_rows) == 0:
@@ -248,97 +266,105 @@ def _fit_fold(run: _Run, fold: int, display: _Display) -> FoldResult:
             f"fold {fold} has no validation or no training essays", path=run.ws.folds_path
         )
     train, valid = run.train.take(train_rows), run.train.take(valid_rows)
-    learner: Learner = learner_class(run.config.kind)(
-        run.config, run.train.scales, run.ws.cache_dir, progress=display.enabled
-    )
-    display.stage(fold, f"features + fit ({len(train)} essays)")
-    learner.fit(train, valid)
-    display.stage(fold, "predict")
-    p_valid = learner.predict(valid)
-    frames = [_frame(valid, "oof", p_valid, fold)]
-    if run.test is not None:
-        frames.append(_frame(run.test, "test", learner.predict(run.test), None))
+    learner = run.learner(display)
+    where = f"{run.name} fold {fold}"
+    with _library_errors(where, run.config):
+        display.stage(fold, f"fit ({len(train)} essays)")
+        start = time.perf_counter()
+        learner.fit(train, valid)
+        fit_seconds = round(time.perf_counter() - start, 3)
+        display.stage(fold, "predict")
+        start = time.perf_counter()
+        p_valid = learner.predict(valid)
+        frames = [_frame(valid, "oof", p_valid, fold)]
+        if run.test is not None:
+            frames.append(_frame(run.test, "test", learner.predict(run.test), None))
+        predict_seconds = round(time.perf_counter() - start, 3)
     qwk = _scored_qwk(valid, p_valid.pred)
-    seconds = round(time.perf_counter() - start, 3)
+    result = FoldResult(fold, "fitted", qwk, fit_seconds, predict_seconds, len(valid))
     if not is_main_process():
-        return FoldResult(fold, "fitted", qwk, seconds, len(valid))
+        return result
     display.stage(fold, "save")
-    directory = run.model_dir(fold)
-    learner.save(directory)
-    write_text_atomic(directory / "config.yaml", dump_yaml(run.config))
-    key = str(fold)
-    part = PredictionSet(pl.concat(frames), _meta(run, {key: qwk}, {key: seconds}))
-    write_predictions(part_path(run.ws, run.name, fold), part)
-    write_json_atomic(
-        directory / DONE,
-        {
-            "fold": fold,
-            "config_hash": run.config_hash,
-            "folds_hash": run.folds.hash,
-            "qwk": qwk,
-            "seconds": seconds,
-            "n_train": len(train),
-            "n_valid": len(valid),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
+    record = FoldRecord(
+        fold=fold,
+        run_id=uuid.uuid4().hex,
+        config_hash=run.config_hash,
+        folds_hash=run.folds.hash,
+        data_hash=run.data_hash,
+        train_hash=run.train_hash,
+        test_hash=run.test_hash,
+        qwk=qwk,
+        fit_seconds=fit_seconds,
+        predict_seconds=predict_seconds,
+        n_train=len(train),
+        n_valid=len(valid),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    return FoldResult(fold, "fitted", qwk, seconds, len(valid))
+    key = str(fold)
+    timing = {
+        "prepare": prepare_seconds,
+        "fit": {key: fit_seconds},
+        "predict": {key: predict_seconds},
+    }
+    meta = _meta(
+        run, {key: qwk}, {key: result.seconds}, {"run_id": record.run_id, "timing": timing}
+    )
+    with _write_errors(where), fold_write(run.ws, run.name, fold) as out:
+        learner.save(out.model_dir)
+        write_text_atomic(out.model_dir / "config.yaml", dump_yaml(run.config))
+        write_predictions(out.part, PredictionSet(pl.concat(frames), meta))
+        record.write(out.model_dir)
+        out.commit()
+    return result
 
 
-def _in_order(frame: pl.DataFrame, ids: list[str]) -> pl.DataFrame:
-    """``frame``'s rows in the order of ``ids`` (each id exactly once)."""
-    order = pl.DataFrame({"essay_id": ids}).with_row_index("_order")
-    return frame.join(order, on="essay_id", how="inner").sort("_order").drop("_order")
-
-
-def _finished(run: _Run, fold: int, done: dict[str, Any] | None) -> bool:
-    """Fitted with this config on these folds, and its predictions written."""
-    current = _is_current(done, run.config_hash, run.folds.hash)
-    return current and part_path(run.ws, run.name, fold).is_file()
-
-
-def _missing(run: _Run) -> list[int]:
-    return [
-        k for k in range(run.folds.n_folds) if not _finished(run, k, read_done(run.model_dir(k)))
-    ]
-
-
-def assemble(run: _Run) -> tuple[Path, float]:
-    """Write ``oof/NAME.parquet`` from every fold's part: OOF rows as fitted, test rows the mean
-    of the fold models (predictions and probabilities)."""
+def assemble(run: _Run) -> tuple[Path, float, bool]:
+    """Write ``oof/NAME.parquet`` from every fold's part unless it already holds them; returns
+    the path, the overall OOF QWK and whether the file was (re)written."""
     parts = [
         read_predictions(part_path(run.ws, run.name, k), folds_hash=run.folds.hash)
         for k in range(run.folds.n_folds)
     ]
-    oof = _in_order(pl.concat([p.oof for p in parts]), run.train.ids)
-    if oof.height != len(run.train):
-        raise AesError(
-            f"the fold parts hold {oof.height} OOF rows for {len(run.train)} training essays; "
-            "refit the learner",
-            path=parts_dir(run.ws, run.name),
-        )
-    frames = [oof]
-    if run.test is not None:
-        tests = [_in_order(p.test, run.test.ids) for p in parts]
-        if any(t.height != len(run.test) for t in tests):
-            raise AesError(
-                "a fold part lacks predictions for some test essays; refit the learner",
-                path=parts_dir(run.ws, run.name),
-            )
-        value_columns = ["pred", *parts[0].proba_columns]
-        means = {
-            c: np.mean(np.stack([t[c].to_numpy() for t in tests]), axis=0) for c in value_columns
-        }
-        frames.append(tests[0].with_columns(pl.Series(c, v) for c, v in means.items()))
-    fold_qwk = {k: v for p in parts for k, v in p.meta.fold_qwk.items()}
-    seconds = {k: v for p in parts for k, v in p.meta.fit_seconds.items()}
-    pred = oof["pred"].to_numpy()
-    overall = _scored_qwk(run.train, pred)
-    path = write_predictions(
-        PredictionStore(run.ws.oof_dir).path(run.name),
-        PredictionSet(pl.concat(frames), _meta(run, fold_qwk, seconds)),
+    c = combine_parts(parts, run.train, run.test, parts_dir(run.ws, run.name))
+    combined = PredictionSet(c.frame, _meta(run, c.fold_qwk, c.fit_seconds, c.extra))
+    path = PredictionStore(run.ws.oof_dir).path(run.name)
+    overall = _scored_qwk(run.train, combined.oof["pred"].to_numpy())
+    if holds(path, combined.meta):
+        return path, overall, False
+    with _write_errors(f"{run.name} assembly"):
+        write_predictions(path, combined)
+    return path, overall, True
+
+
+def _open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> _Run:
+    PredictionStore(ws.oof_dir).path(name)  # a name the store accepts, checked before any work
+    config = load_learner_config(ws.config_path(name), overrides)
+    train, test = load_workspace_dataset(ws)
+    fold_set = load_folds(ws)
+    return _Run(
+        ws,
+        name,
+        config,
+        config_hash(config),
+        train,
+        test,
+        fold_set,
+        fold_set.fold_array(train),
+        train_hash=train.fingerprint(),
+        test_hash="" if test is None else test.fingerprint(),
+        data_hash=data_fingerprint(train, test),
     )
-    return path, overall
+
+
+def _make_ready(run: _Run, display: _Display) -> None:
+    """Before any long work: the folders this run writes are writable, and what killed runs
+    left half-done is repaired or deleted (never another live process's files)."""
+    ws, name = run.ws, run.name
+    for folder in (ws.base_models_dir / name, ws.oof_dir, parts_dir(ws, name), ws.cache_dir):
+        ensure_writable(folder)
+    for note in recover(ws, name):
+        display.note(note)
+    remove_dead_temps(ws.cache_dir, recursive=True)
 
 
 def fit_learner(
@@ -350,49 +376,56 @@ def fit_learner(
     progress: bool = True,
 ) -> RunSummary:
     """Fit learner ``name`` (``configs/NAME.yaml`` + ``overrides``) on the chosen folds, skipping
-    folds already complete with the same config and folds, then assemble when all are done."""
+    folds already complete with the same config, folds and data, then assemble when all are
+    done. A failed fold leaves the previous one as it was."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
-    PredictionStore(ws.oof_dir).path(name)  # a name the store accepts, checked before any work
-    config = load_learner_config(ws.config_path(name), overrides)
-    train, test = load_workspace_dataset(ws)
-    fold_set = load_folds(ws)
-    run = _Run(
-        ws, name, config, config_hash(config), train, test, fold_set, fold_set.fold_array(train)
-    )
-    chosen = _select(folds, fold_set.n_folds)
+    run = _open_run(ws, name, overrides)
+    chosen = _select(folds, run.folds.n_folds)
     display = _Display(name, len(chosen), progress)
     results: list[FoldResult] = []
+    prepare_seconds = 0.0
     with display.running():
+        if is_main_process():
+            _make_ready(run, display)
         unfinished = set(_missing(run))
         todo = [k for k in chosen if k in unfinished]
         if todo:
             display.stage(todo[0], "per-essay features for all essays")
-            _prepare_features(run, display)
+            prepare_seconds = _prepare_features(run, display)
+        unrecorded = prepare_seconds  # attributed to the first fold fitted, so it counts once
         for fold in chosen:
-            done = _prepare_fold(run, fold, display)
+            done, why = _fold_state(run, fold)
             if done is None:
-                results.append(_fit_fold(run, fold, display))
+                if why:
+                    display.note(why)
+                results.append(_fit_fold(run, fold, display, unrecorded))
+                unrecorded = 0.0
             else:
                 results.append(
                     FoldResult(
                         fold,
                         "skipped",
-                        float(done["qwk"]),
-                        float(done["seconds"]),
-                        int(done["n_valid"]),
+                        done.qwk,
+                        done.fit_seconds,
+                        done.predict_seconds,
+                        done.n_valid,
                     )
                 )
             display.advance()
         missing = _missing(run)
-        path, overall = (None, None) if missing or not is_main_process() else assemble(run)
+        path, overall, written = None, None, False
+        if not missing and is_main_process():
+            path, overall, written = assemble(run)
     return RunSummary(
         name=name,
-        kind=config.kind,
+        kind=run.config.kind,
         config_hash=run.config_hash,
-        n_folds=fold_set.n_folds,
+        n_folds=run.folds.n_folds,
         folds=tuple(results),
         missing_folds=tuple(missing),
         overall_qwk=overall,
         oof_path=path,
+        oof_written=written,
+        prepare_seconds=prepare_seconds,
         notes=tuple(display.notes),
     )

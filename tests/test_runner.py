@@ -88,7 +88,7 @@ def test_resume_refits_only_the_unfinished_fold_with_identical_result(
     before = oof_frame(root, "lgbm")
     kept = ws.model_dir("lgbm", 0) / "model.lgb.txt"
     kept_mtime = kept.stat().st_mtime_ns
-    # A run killed inside fold 1: its model folder has files but no done.json.
+    # Fold 1's folder has files but no done.json (a hand edit, or an older version killed).
     (ws.model_dir("lgbm", 1) / "done.json").unlink()
     (ws.model_dir("lgbm", 1) / "model.lgb.txt").write_text("half-written", encoding="utf-8")
     again = fit_learner(ws, "lgbm", progress=False)
@@ -144,7 +144,7 @@ def test_two_processes_fitting_different_folds_lose_nothing(
 def test_config_errors_name_file_key_and_suggestion(ellipse_workspace: MakeWorkspace) -> None:
     root = ellipse_workspace(ridge=CONFIGS["ridge"], odd="kind: ridg\nfeatures: {}\n")
     path = Workspace.at(root).config_path("ridge")
-    with pytest.raises(AesError, match=r"ridge\.yaml: key 'params\.alpah'.*did you mean 'alpha'"):
+    with pytest.raises(AesError, match=r"command line: key 'params\.alpah'.*did you mean 'alpha'"):
         load_learner_config(path, ["params.alpah=3"])
     with pytest.raises(AesError, match=r"key 'kind'.*unknown learner kind 'ridg'.*'ridge'"):
         fit_learner(root, "odd", progress=False)
