@@ -2,12 +2,14 @@
 
 Every learner (and every stack) writes its out-of-fold and test predictions here, so the stack
 never imports a learner and a teammate's notebook predictions can join through ``oof import``.
-The metadata (JSON under the Parquet key ``aes_ensemble``) records the folds hash: files made
-with different folds are refused instead of being mixed silently.
+The metadata (JSON under the Parquet key ``aes_ensemble``) records the folds hash and the data
+fingerprint: files made with different folds are refused instead of being mixed silently, and
+the stack refuses files made on other essays.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -52,6 +54,22 @@ VERSIONED_PACKAGES = (
     "transformers",
 )
 PROBA_SUM_TOLERANCE = 1e-3
+# What to do with a store file that cannot be trusted: every store file is made by a command.
+_DAMAGED = "; delete it and rerun the command that made it (fit-base, oof import or stack)"
+# Metadata values the toolkit reads back, by type: a hand-edited or foreign footer with a
+# wrong type is refused here rather than failing later far from the file.
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "config": (dict,),
+    "config_hash": (str,),
+    "data_hash": (str,),
+    "seed": (int, type(None)),
+    "versions": (dict,),
+    "fold_qwk": (dict,),
+    "fit_seconds": (dict,),
+    "scales": (dict,),
+    "created": (str,),
+    "extra": (dict,),
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -100,10 +118,12 @@ class PredictionMeta:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AesError(
-                f"metadata '{METADATA_KEY.decode()}' is not JSON ({exc})", path=path
+                f"metadata '{METADATA_KEY.decode()}' is not JSON ({exc}){_DAMAGED}", path=path
             ) from None
         if not isinstance(data, dict):
-            raise AesError(f"metadata '{METADATA_KEY.decode()}' is not a JSON object", path=path)
+            raise AesError(
+                f"metadata '{METADATA_KEY.decode()}' is not a JSON object{_DAMAGED}", path=path
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -115,6 +135,23 @@ class PredictionMeta:
         for required in ("name", "learner", "folds_hash"):
             if not isinstance(data.get(required), str) or not data[required]:
                 raise AesError("metadata lacks this key", path=path, key=required)
+        for key, kinds in _META_TYPES.items():
+            if key in data and not isinstance(data[key], kinds):
+                raise AesError(
+                    f"metadata value has type {type(data[key]).__name__}, expected "
+                    f"{' or '.join(k.__name__ for k in kinds)}{_DAMAGED}",
+                    path=path,
+                    key=key,
+                )
+        if data.get("scales"):
+            try:
+                ScoreScales.from_dict(data["scales"])
+            except (AesError, TypeError, AttributeError, ValueError) as exc:
+                raise AesError(
+                    f"metadata holds a malformed score scale ({exc}){_DAMAGED}",
+                    path=path,
+                    key="scales",
+                ) from None
         version = data.get("schema_version", SCHEMA_VERSION)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise AesError(
@@ -125,7 +162,7 @@ class PredictionMeta:
         try:
             return cls(**data)
         except TypeError as exc:
-            raise AesError(f"metadata is malformed ({exc})", path=path) from None
+            raise AesError(f"metadata is malformed ({exc}){_DAMAGED}", path=path) from None
 
     @property
     def score_scales(self) -> ScoreScales:
@@ -310,6 +347,22 @@ def check_folds_hash(meta: PredictionMeta, folds_hash: str, path: Path | None) -
         )
 
 
+def prediction_digest(frame: pl.DataFrame) -> str:
+    """sha256 (16 hex) of a prediction frame's rows and columns, metadata aside: a file rewritten
+    with the same predictions keeps its digest, so what was built on it stays current."""
+    digest = hashlib.sha256()
+    for column in sorted(frame.columns):
+        series = frame[column]
+        digest.update(f"{column}:{series.dtype}\n".encode())
+        if series.dtype == pl.String:
+            text = "\x1f".join("\x00" if v is None else v for v in series.to_list())
+            digest.update(text.encode())
+        else:
+            digest.update(series.is_null().to_numpy().tobytes())
+            digest.update(series.fill_null(0).cast(pl.Float64).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def write_predictions(path: str | Path, ps: PredictionSet) -> Path:
     """Validate ``ps`` and write it to ``path`` in one atomic rename."""
     target = Path(path)
@@ -341,7 +394,7 @@ def read_prediction_meta(path: str | Path) -> PredictionMeta:
     try:
         schema = pq.read_schema(file)
     except (pa.ArrowException, OSError) as exc:
-        raise AesError(f"not a readable Parquet file ({exc})", path=file) from None
+        raise AesError(f"not a readable Parquet file ({exc}){_DAMAGED}", path=file) from None
     return _meta_of(schema, file)
 
 
@@ -358,10 +411,13 @@ def read_predictions(
     try:
         table = pq.read_table(file)
     except (pa.ArrowException, OSError) as exc:
-        raise AesError(f"not a readable Parquet file ({exc})", path=file) from None
+        raise AesError(f"not a readable Parquet file ({exc}){_DAMAGED}", path=file) from None
     meta = _meta_of(table.schema, file)
     frame = cast(pl.DataFrame, pl.from_arrow(table))
-    validate_frame(frame, path=file)
+    try:
+        validate_frame(frame, path=file)
+    except AesError as exc:
+        raise AesError(exc.message + _DAMAGED, path=file, row=exc.row, key=exc.key) from None
     if folds_hash is not None:
         check_folds_hash(meta, folds_hash, file)
     if expected_ids is not None:

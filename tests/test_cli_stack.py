@@ -122,7 +122,7 @@ def test_cli_errors_are_one_line(run_cli, workspace_dir: Path, tmp_path: Path) -
     line = _one_error_line(
         run_cli("oof", "import", tmp_path / "scale.csv", "--name", "x", "-w", ws)
     )
-    assert "far outside the score scale 1..5" in line
+    assert "far outside the score scale 1-5" in line
 
     good.slice(1).write_csv(tmp_path / "short.csv")
     line = _one_error_line(

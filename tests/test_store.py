@@ -19,6 +19,7 @@ from aes_ensemble.store import (
     PredictionMeta,
     PredictionSet,
     PredictionStore,
+    prediction_digest,
     prediction_frame,
     read_prediction_meta,
     read_predictions,
@@ -235,3 +236,17 @@ def test_store_names_reads_and_refuses_mixed_folds(tmp_path: Path) -> None:
         store.read("ridg")
     with pytest.raises(AesError, match="must use letters"):
         store.path("../evil")
+
+
+def test_prediction_digest_follows_the_rows_not_the_metadata(tmp_path: Path) -> None:
+    ps = make_set()
+    again = PredictionSet(ps.frame, PredictionMeta(**{**ps.meta.__dict__, "created": "2030"}))
+    write_predictions(tmp_path / "a.parquet", ps)
+    write_predictions(tmp_path / "b.parquet", again)
+    a, b = read_predictions(tmp_path / "a.parquet"), read_predictions(tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() != (tmp_path / "b.parquet").read_bytes()
+    assert prediction_digest(a.frame) == prediction_digest(b.frame) == prediction_digest(ps.frame)
+    nudged = ps.frame.with_columns(pl.col("pred") + 1e-12 * (pl.col("essay_id") == "e3"))
+    assert prediction_digest(nudged) != prediction_digest(ps.frame)
+    moved = ps.frame.with_columns(pl.col("fold").shift(1, fill_value=0))
+    assert prediction_digest(moved) != prediction_digest(ps.frame)

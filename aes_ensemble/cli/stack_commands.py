@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, workspace
 from aes_ensemble.data import load_workspace_dataset
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import Folds, load_folds
+from aes_ensemble.io import ensure_writable
 from aes_ensemble.stacking.run import StackRun
 from aes_ensemble.stacking.workspace import stack_config, stack_workspace, write_submission
-from aes_ensemble.store import PredictionStore
+from aes_ensemble.store import PredictionStore, write_predictions
 
 oof_app = typer.Typer(help="Manage the prediction store (oof/).", no_args_is_help=True)
 
@@ -51,6 +54,8 @@ def stack(
     )
     with console.status(f"stacking with {cfg.meta_name}"):
         run, path, summary_path = stack_workspace(ws, cfg)
+    for note in run.notes:
+        console.print(f"note: {note}", markup=False)
     print_leaderboard(run)
     console.print(f"wrote {path} and {summary_path}")
 
@@ -59,22 +64,23 @@ def _fmt_ci(ci: list[float]) -> str:
     return f"{ci[0]:.4f}-{ci[1]:.4f}"
 
 
-def print_leaderboard(run: StackRun) -> None:
+BEST_MARK = "*"
+MAX_PROMPT_ROWS = 15
+
+
+def print_leaderboard(run: StackRun, out: Console | None = None) -> None:
+    """The stack's leaderboard, one line per learner at 80 columns (the best single learner is
+    marked, with a footnote), then its per-prompt QWK where the data has prompts."""
+    out = out or console
     s = run.summary
     weights = s.get("weights") or s.get("importances") or {}
     table = Table(title=f"{run.name}: QWK ({s['thresholds']} thresholds), {s['seconds']:.1f} s")
-    for column in (
-        "learner",
-        "plain",
-        "in-sample cuts",
-        "cross-fitted cuts",
-        "95% CI (cross)",
-        "weight",
-    ):
-        table.add_column(column, justify="left" if column == "learner" else "right")
+    table.add_column("learner", no_wrap=True)
+    for column in ("plain", "in-sample cuts", "cross-fitted cuts", "95% CI (cross)", "weight"):
+        table.add_column(column, justify="right", no_wrap=column == "95% CI (cross)")
     entries = sorted(s["leaderboard"], key=lambda e: (e["role"] == "stack", -e["cross"]))
     for e in entries:
-        label = e["name"] + (" (best single)" if e["name"] == s["best_single"] else "")
+        label = e["name"] + (BEST_MARK if e["name"] == s["best_single"] else "")
         weight = weights.get(e["name"])
         table.add_row(
             f"[bold]{label}[/bold]" if e["role"] == "stack" else label,
@@ -84,9 +90,41 @@ def print_leaderboard(run: StackRun) -> None:
             _fmt_ci(e["cross_ci"]),
             "" if weight is None else f"{weight:.3f}",
         )
-    console.print(table)
-    console.print(
-        f"gain over the best single learner (cross-fitted): {s['gain_over_best_single']:+.4f}"
+    out.print(table)
+    out.print(
+        f"{BEST_MARK} best single learner; gain of the stack over it (cross-fitted): "
+        f"{s['gain_over_best_single']:+.4f}"
+    )
+    _print_per_prompt(run, out)
+
+
+def _print_per_prompt(run: StackRun, out: Console) -> None:
+    """Cross-fitted QWK of each prompt for the stack and the best single learner (the ASAP
+    headline is their mean); past MAX_PROMPT_ROWS prompts only the weakest are listed."""
+    by_name = {e["name"]: e for e in run.summary["leaderboard"]}
+    stack, best = by_name[run.name], by_name[run.summary["best_single"]]
+    if not stack.get("per_prompt"):
+        return
+    counts = Counter(str(p) for p in run.data.prompts if p is not None)
+    prompts = sorted(stack["per_prompt"], key=lambda p: (stack["per_prompt"][p], p))
+    shown = prompts if len(prompts) <= MAX_PROMPT_ROWS else prompts[:10]
+    table = Table(title=f"QWK per prompt (cross-fitted), weakest first: {len(prompts)} prompts")
+    table.add_column("prompt", no_wrap=True, overflow="ellipsis", max_width=34)
+    for column in ("essays", run.name, f"{best['name']}{BEST_MARK}"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for p in shown:
+        table.add_row(
+            p,
+            str(counts.get(p, "")),
+            f"{stack['per_prompt'][p]:.4f}",
+            f"{best['per_prompt'].get(p, float('nan')):.4f}",
+        )
+    if len(shown) < len(prompts):
+        table.caption = f"{len(prompts) - len(shown)} more prompts in reports/report.html"
+    out.print(table)
+    out.print(
+        f"mean of the per-prompt QWKs: {run.name} {np.mean(list(stack['per_prompt'].values())):.4f}"
+        f", {best['name']} {np.mean(list(best['per_prompt'].values())):.4f}"
     )
 
 
@@ -123,13 +161,15 @@ def oof_import(
 
     ws = workspace(workdir)
     store = PredictionStore(ws.oof_dir)
+    target = store.path(name)
     if name in store.names() and not force:
         raise AesError(
-            f"predictions named '{name}' exist; pass --force to replace them", path=store.path(name)
+            f"predictions named '{name}' exist; pass --force to replace them", path=target
         )
     train, test = load_workspace_dataset(ws)
     folds: Folds = load_folds(ws)
+    ensure_writable(ws.oof_dir)
     ps = import_predictions(file, name, train, test, folds)
-    path = store.write(ps)
+    path = write_predictions(target, ps)
     oof = ps.oof.height
     console.print(f"wrote {path}: {oof} OOF and {ps.frame.height - oof} test predictions")

@@ -3,7 +3,9 @@
 The file needs ``essay_id``, ``split`` (``oof``/``test``) and ``pred`` on the score scale, and may
 have ``fold`` and ``proba_<level>``. Every check names the file's own data row: ids must be the
 workspace's essays, a given fold must be the workspace's fold (a missing one is taken from
-``folds.csv``), and predictions must lie near the score scale (catching 0..1 or 0-based files).
+``folds.csv``), and predictions must lie on the score scale with a spread like the scores'
+(catching files normalised to 0..1, 0-based or shifted, on another scale, or constant), judged per
+prompt where prompts have their own scales.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from aes_ensemble.data import Essays
+from aes_ensemble.data import Essays, data_fingerprint
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import Folds
 from aes_ensemble.metrics import headline_qwk_by_group
+from aes_ensemble.scales import ScoreScale
 from aes_ensemble.store import (
     PROBA_PREFIX,
     PredictionMeta,
@@ -31,9 +34,20 @@ OPTIONAL = ("fold", "prompt")
 IMPORTED_LEARNER = "external"
 # A prediction may overshoot its scale (regressors do) but not by half the scale's span.
 RANGE_SLACK = 0.5
+# The spread checks judge a group of rows (a split, per prompt where prompts have their own
+# scales) of at least this many rows; all limits are fractions of the scale's span, loose enough
+# for a weak but honest model (a heavily regularised ridge on a few hundred essays varies by
+# about 3% of the span and sits within a few % of the mean score).
+MIN_ROWS = 20
+MIN_SD = 0.002
+MAX_SHIFT = 0.15
+MAX_TEST_SHIFT = 0.25
+MAX_SD_RATIO = 3.0
 
 
 def _read(file: Path) -> pl.DataFrame:
+    if file.is_dir():
+        raise AesError("is a folder; name the predictions file to import", path=file)
     if not file.is_file():
         raise AesError("file not found", path=file)
     try:
@@ -75,6 +89,13 @@ def import_predictions(
             f"unexpected column (allowed: {', '.join(REQUIRED + OPTIONAL)}, {PROBA_PREFIX}<level>)",
             path=path,
             key=unknown[0],
+        )
+    nested = [c for c in raw.columns if raw.schema[c].is_nested()]
+    if nested:
+        raise AesError(
+            f"column has type {raw.schema[nested[0]]}; expected one plain value per row",
+            path=path,
+            key=nested[0],
         )
     ids = raw["essay_id"].cast(pl.String).str.strip_chars().to_list()
     split = raw["split"].cast(pl.String).str.strip_chars().to_list()
@@ -122,6 +143,7 @@ def import_predictions(
     )
     validate_frame(frame, path=path)
     _check_range(frame, train, path)
+    _check_spread(frame, train, path)
     _check_coverage(frame, "oof", train.ids, path)
     if test is not None:
         _check_coverage(frame, "test", test.ids, path)
@@ -139,6 +161,7 @@ def import_predictions(
         folds_hash=folds.hash,
         config={"imported_from": path.name, "sha256": digest},
         config_hash=digest,
+        data_hash=data_fingerprint(train, test),
         fold_qwk=fold_qwk,
         scales=train.scales.to_dict(),
         extra={"imported_from": str(path.resolve())},
@@ -157,10 +180,90 @@ def _check_range(frame: pl.DataFrame, train: Essays, path: Path) -> None:
     if len(bad):
         i = int(bad[0])
         raise AesError(
-            f"pred {pred[i]:g} is far outside the score scale {low[i]:g}..{high[i]:g} "
+            f"pred {pred[i]:g} is far outside the score scale {low[i]:g}-{high[i]:g} "
             "(predictions must be on the score scale, not normalised or 0-based)",
             path=path,
             row=i + 1,
+            key="pred",
+        )
+
+
+def _groups(frame: pl.DataFrame, train: Essays) -> dict[str | None, np.ndarray]:
+    """Row indices per prompt where prompts have their own scales, else all rows as one."""
+    if not train.scales.is_per_prompt:
+        return {None: np.arange(frame.height)}
+    prompts = frame["prompt"].to_list()
+    return {p: np.flatnonzero([q == p for q in prompts]) for p in dict.fromkeys(prompts)}
+
+
+def _check_spread(frame: pl.DataFrame, train: Essays, path: Path) -> None:
+    """Refuse predictions whose spread does not fit the scale: constant, normalised to 0..1,
+    shifted against the scores, or far wider than the scores vary."""
+    oof = frame.filter(pl.col("split") == "oof")
+    test = frame.filter(pl.col("split") == "test")
+    score_of = dict(zip(train.ids, train.scores, strict=True))
+    y = np.asarray([score_of[e] for e in oof["essay_id"].to_list()])
+    test_groups = _groups(test, train)
+    for prompt, rows in _groups(oof, train).items():
+        scale = train.scales.for_prompt(prompt)
+        where = "" if prompt is None else f" for prompt {prompt}"
+        pred = oof["pred"].to_numpy()[rows]
+        _check_group(pred, y[rows], scale, f"OOF predictions{where}", path)
+        test_rows = test_groups.get(prompt)
+        if test_rows is not None:
+            test_pred = test["pred"].to_numpy()[test_rows]
+            _check_group(test_pred, pred, scale, f"test predictions{where}", path)
+
+
+def _check_group(
+    pred: np.ndarray, reference: np.ndarray, scale: ScoreScale, what: str, path: Path
+) -> None:
+    """One group's spread against ``reference``: the true scores for OOF rows, the OOF
+    predictions for test rows (which have no scores)."""
+    if len(pred) < MIN_ROWS:
+        return
+    span = scale.high - scale.low
+    name = f"{scale.low:g}-{scale.high:g}"
+    low, high, sd = float(pred.min()), float(pred.max()), float(pred.std())
+    if low == high:
+        raise AesError(
+            f"all {len(pred)} {what} are {low:g}: a constant column cannot inform a stack "
+            "(is the pred column a placeholder?)",
+            path=path,
+            key="pred",
+        )
+    is_oof = what.startswith("OOF")
+    shift = (float(pred.mean()) - float(reference.mean())) / span
+    if abs(shift) > (MAX_SHIFT if is_oof else MAX_TEST_SHIFT):
+        if low >= 0 and high <= 1 < span:
+            raise AesError(
+                f"{what} span {low:.2f}-{high:.2f} but the scale is {name}: are they normalised "
+                "to 0-1? convert them to the score scale",
+                path=path,
+                key="pred",
+            )
+        against = "the scores" if is_oof else "the OOF predictions"
+        raise AesError(
+            f"{what} average {pred.mean():.3g} but {against} average {reference.mean():.3g} "
+            f"({abs(shift):.0%} of the {name} scale {'below' if shift < 0 else 'above'}): are "
+            "they 0-based, shifted or on another scale? predictions must be on the score scale",
+            path=path,
+            key="pred",
+        )
+    if sd < MIN_SD * span:
+        raise AesError(
+            f"{what} barely vary ({low:.4g}-{high:.4g}, sd {sd:.2g}) on the {name} scale: "
+            "is the pred column a placeholder?",
+            path=path,
+            key="pred",
+        )
+    ref_sd = float(reference.std())
+    if ref_sd > 0 and sd > MAX_SD_RATIO * ref_sd:
+        raise AesError(
+            f"{what} vary {sd / ref_sd:.1f} times as much as {'the scores' if is_oof else 'OOF'}"
+            f" (sd {sd:.3g} against {ref_sd:.3g}): are they on another scale than {name}?",
+            path=path,
+            key="pred",
         )
 
 

@@ -9,14 +9,19 @@ everything downstream works on plain arrays.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScales
-from aes_ensemble.store import PredictionSet, aligned_rows, check_same_folds
+from aes_ensemble.store import (
+    PredictionSet,
+    aligned_rows,
+    check_same_folds,
+    prediction_digest,
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,8 @@ class StackData:
 
     ``X``/``X_test``: meta-features; ``base``/``base_test``: each learner's ``pred`` on the score
     scale (column ``j`` is ``names[j]``); ``y`` scores; ``folds`` the outer folds taken from the
-    OOF files.
+    OOF files; ``inputs`` what each learner's file was when read (:func:`input_record`) and
+    ``data_hash`` the essays' fingerprint, so a stack can later tell that it went stale.
     """
 
     names: list[str]
@@ -42,6 +48,8 @@ class StackData:
     base_test: np.ndarray | None = None
     test_ids: list[str] | None = None
     test_prompts: np.ndarray | None = None
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    data_hash: str = ""
 
     @property
     def n_pred_features(self) -> int:
@@ -50,6 +58,18 @@ class StackData:
 
     def normalised_y(self) -> np.ndarray:
         return self.scales.normalise(self.y, self.prompts)
+
+
+def input_record(ps: PredictionSet) -> dict[str, str]:
+    """What a learner's file was when a stack read it: its config, folds and essays, when it
+    was written, and a digest of its predictions (a rewrite with equal predictions keeps it)."""
+    return {
+        "config_hash": ps.meta.config_hash,
+        "folds_hash": ps.meta.folds_hash,
+        "data_hash": ps.meta.data_hash,
+        "created": ps.meta.created,
+        "digest": prediction_digest(ps.frame),
+    }
 
 
 def length_features(texts: Sequence[str]) -> np.ndarray:
@@ -70,8 +90,10 @@ def build_stack_data(
     extra: np.ndarray | None = None,
     extra_test: np.ndarray | None = None,
     extra_names: Sequence[str] = (),
+    data_hash: str = "",
 ) -> StackData:
-    """Align ``sets`` to the essays and build meta-features; refuse mixed folds or missing rows."""
+    """Align ``sets`` to the essays and build meta-features; refuse mixed folds or missing rows.
+    ``data_hash`` (``data.data_fingerprint`` of the essays) is recorded with the stack."""
     if not sets:
         raise AesError("no base learners to stack")
     names = [ps.name for ps in sets]
@@ -122,6 +144,8 @@ def build_stack_data(
         base_test=base_test,
         test_ids=None if test_ids is None else list(test_ids),
         test_prompts=test_prompts,
+        inputs={ps.name: input_record(ps) for ps in sets},
+        data_hash=data_hash,
     )
 
 

@@ -11,7 +11,7 @@ meta-learners that were fitted on fold ``k``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,38 @@ def fit_cuts(
     if method != "none":
         fitted = fit_thresholds(y, pred, prompts, scales, method=method, seed=seed)  # type: ignore[arg-type]
     return fitted.covering(np.concatenate([prompts, cover]), scales)
+
+
+def apply_per_fold(
+    pred: np.ndarray,
+    prompts: np.ndarray,
+    folds: np.ndarray,
+    scales: ScoreScales,
+    per_fold: Mapping[int, Thresholds],
+) -> np.ndarray:
+    """Levels of ``pred`` with the rows of fold ``k`` cut by ``per_fold[k]``: the stack's
+    cross-fitted levels, from its run or from the cut points its prediction file records."""
+    out = np.empty(len(pred))
+    for k in np.unique(folds):
+        held = folds == k
+        if int(k) not in per_fold:
+            raise AesError(f"no cut points are recorded for fold {k}", key="fold_thresholds")
+        out[held] = per_fold[int(k)].apply(pred[held], prompts[held], scales)
+    return out
+
+
+def fold_thresholds_to_dict(per_fold: Mapping[int, Thresholds]) -> dict[str, Any]:
+    """JSON-ready per-fold cut points (fold number as text), for a prediction file's metadata."""
+    return {str(k): t.to_dict() for k, t in sorted(per_fold.items())}
+
+
+def fold_thresholds_from_dict(data: Mapping[str, Any]) -> dict[int, Thresholds]:
+    try:
+        return {int(k): Thresholds.from_dict(v) for k, v in data.items()}
+    except (TypeError, ValueError) as exc:
+        raise AesError(
+            f"stored fold cut points are malformed ({exc})", key="fold_thresholds"
+        ) from None
 
 
 @dataclass
@@ -117,9 +149,9 @@ class NestedResult:
     """The stack's honest OOF and the final fit.
 
     ``oof``: continuous OOF on the score scale; ``plain``/``insample``/``cross``: levels by plain
-    rounding, by cut points fitted on all of ``oof`` and by cross-fitted cut points;
-    ``thresholds``: the in-sample (final) cut points, applied to ``test``; ``final``: the
-    meta-learner fitted on every OOF row.
+    rounding, by cut points fitted on all of ``oof`` and by cross-fitted cut points (fold ``k``
+    cut by ``per_fold[k]``); ``thresholds``: the in-sample (final) cut points, applied to
+    ``test``; ``final``: the meta-learner fitted on every OOF row.
     """
 
     oof: np.ndarray
@@ -132,6 +164,10 @@ class NestedResult:
     test: np.ndarray | None
     test_levels: np.ndarray | None
     seconds: float
+
+    def fold_thresholds(self) -> dict[str, Any]:
+        """``per_fold`` as JSON, so the report re-applies the very cuts behind ``cross``."""
+        return fold_thresholds_to_dict(self.per_fold)
 
 
 def nested_stack(
@@ -154,7 +190,6 @@ def nested_stack(
     folds = data.folds
     n = len(data.y)
     oof = np.empty(n)
-    cross = np.empty(n)
     per_fold: dict[int, Thresholds] = {}
     for k in np.unique(folds):
         held = folds == k
@@ -174,7 +209,6 @@ def nested_stack(
             seed,
             data.prompts[held],
         )
-        cross[held] = cuts.apply(oof[held], data.prompts[held], data.scales)
         per_fold[int(k)] = cuts
         if progress is not None:
             progress(f"fold {k} done")
@@ -190,7 +224,7 @@ def nested_stack(
         oof=oof,
         plain=data.scales.round(oof, data.prompts),
         insample=thresholds.apply(oof, data.prompts, data.scales),
-        cross=cross,
+        cross=apply_per_fold(oof, data.prompts, folds, data.scales, per_fold),
         thresholds=thresholds,
         per_fold=per_fold,
         final=final.estimator,

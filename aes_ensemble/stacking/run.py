@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from aes_ensemble.config import hash_mapping
 from aes_ensemble.metrics import headline_qwk_by_group
@@ -14,7 +15,13 @@ from aes_ensemble.stacking.config import MetaClass, StackConfig
 from aes_ensemble.stacking.inputs import StackData
 from aes_ensemble.stacking.meta import make_meta
 from aes_ensemble.stacking.nested import NestedResult, nested_stack
-from aes_ensemble.stacking.scores import base_numbers, correlation, explain, stack_numbers
+from aes_ensemble.stacking.scores import (
+    base_numbers,
+    correlation,
+    explain,
+    leaderboard_frame,
+    stack_numbers,
+)
 from aes_ensemble.store import PredictionMeta, PredictionSet, prediction_frame
 
 STACK_LEARNER = "stack"
@@ -22,13 +29,20 @@ STACK_LEARNER = "stack"
 
 @dataclass(frozen=True)
 class StackRun:
-    """``summary`` is JSON-ready (the report module reads it); ``predictions`` the store file."""
+    """``summary`` is JSON-ready (the report module reads it); ``predictions`` the store file;
+    ``notes`` what the user should know about the inputs (files too old to check)."""
 
     name: str
     data: StackData
     result: NestedResult
     summary: dict[str, Any]
     predictions: PredictionSet
+    notes: tuple[str, ...] = ()
+
+    @property
+    def leaderboard(self) -> pl.DataFrame:
+        """The QWKs ``stack`` prints, one row per learner and the stack, best first."""
+        return leaderboard_frame(self.summary["leaderboard"])
 
 
 def build_meta(config: StackConfig) -> Any:
@@ -109,6 +123,7 @@ def _prediction_set(
         folds_hash=data.folds_hash,
         config=resolved,
         config_hash=hash_mapping(resolved),
+        data_hash=data.data_hash,
         seed=config.seed,
         fold_qwk=fold_qwk,
         fit_seconds={"total": round(result.seconds, 3)},
@@ -119,6 +134,8 @@ def _prediction_set(
             "features": list(data.feature_names),
             "thresholds": config.thresholds,
             "final_thresholds": result.thresholds.to_dict(),
+            "fold_thresholds": result.fold_thresholds(),
+            "inputs": data.inputs,
         },
     )
     frame = prediction_frame(ids, split, np.asarray(pred), fold=fold, prompt=prompts)

@@ -3,13 +3,20 @@
 Three numbers each: plain rounding, cut points fitted in-sample (optimistic) and cross-fitted
 cut points (honest), each with a bootstrap interval, plus per prompt and per ``source`` (the
 cross-fitted levels) where the data has them.
+
+This is the one computation behind every QWK the toolkit shows: ``stack`` prints these numbers
+and writes them to ``reports/NAME.json``, and the HTML report calls the same functions with the
+stack's own settings (:class:`Scoring`) and the stack's recorded per-fold cut points.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from aes_ensemble.metrics import (
     NO_PROMPT,
@@ -19,8 +26,30 @@ from aes_ensemble.metrics import (
     qwk_by_prompt,
 )
 from aes_ensemble.scales import ScoreScales
+from aes_ensemble.stacking.config import StackConfig
 from aes_ensemble.stacking.inputs import StackData
-from aes_ensemble.stacking.nested import NestedResult, fit_cuts
+from aes_ensemble.stacking.nested import NestedResult, apply_per_fold, fit_cuts
+from aes_ensemble.thresholds import Thresholds
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a leaderboard number is measured: the threshold method (and its seed) and the
+    bootstrap's resamples and seed. The defaults are the stack config's."""
+
+    method: str = StackConfig.model_fields["thresholds"].default
+    seed: int = StackConfig.model_fields["seed"].default
+    n_boot: int = StackConfig.model_fields["n_boot"].default
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Scoring:
+        """The settings of a stack config as stored in a prediction file (``meta.config``)."""
+        default = cls()
+        return cls(
+            method=str(config.get("thresholds", default.method)),
+            seed=int(config.get("seed", default.seed)),
+            n_boot=int(config.get("n_boot", default.n_boot)),
+        )
 
 
 def cross_fitted_levels(
@@ -39,6 +68,40 @@ def cross_fitted_levels(
         cuts = fit_cuts(y[~held], pred[~held], prompts[~held], scales, method, seed, prompts[held])
         out[held] = cuts.apply(pred[held], prompts[held], scales)
     return out
+
+
+def learner_levels(
+    y: np.ndarray,
+    pred: np.ndarray,
+    prompts: np.ndarray,
+    folds: np.ndarray,
+    scales: ScoreScales,
+    scoring: Scoring,
+) -> dict[str, np.ndarray]:
+    """A base learner's continuous OOF as levels: plain, in-sample cuts, cross-fitted cuts."""
+    cuts = fit_cuts(y, pred, prompts, scales, scoring.method, scoring.seed, prompts)
+    return {
+        "plain": scales.round(pred, prompts),
+        "insample": cuts.apply(pred, prompts, scales),
+        "cross": cross_fitted_levels(y, pred, prompts, folds, scales, scoring.method, scoring.seed),
+    }
+
+
+def stack_levels(
+    pred: np.ndarray,
+    prompts: np.ndarray,
+    folds: np.ndarray,
+    scales: ScoreScales,
+    per_fold: Mapping[int, Thresholds],
+    final: Thresholds,
+) -> dict[str, np.ndarray]:
+    """A stack's OOF as levels, from the cut points its run chose: the cross-fitted ones come
+    from nested CV (fitted without the fold's labels) and cannot be refitted from the OOF."""
+    return {
+        "plain": scales.round(pred, prompts),
+        "insample": final.apply(pred, prompts, scales),
+        "cross": apply_per_fold(pred, prompts, folds, scales, per_fold),
+    }
 
 
 def qwk_numbers(
@@ -77,16 +140,11 @@ def base_numbers(
 ) -> list[dict[str, Any]]:
     """One leaderboard entry per base learner."""
     entries = []
+    scoring = Scoring(method, seed, n_boot)
     for j, name in enumerate(data.names):
-        pred = data.base[:, j]
-        cuts = fit_cuts(data.y, pred, data.prompts, data.scales, method, seed, data.prompts)
-        levels = {
-            "plain": data.scales.round(pred, data.prompts),
-            "insample": cuts.apply(pred, data.prompts, data.scales),
-            "cross": cross_fitted_levels(
-                data.y, pred, data.prompts, data.folds, data.scales, method, seed
-            ),
-        }
+        levels = learner_levels(
+            data.y, data.base[:, j], data.prompts, data.folds, data.scales, scoring
+        )
         numbers = qwk_numbers(
             data.y, levels, data.prompts, data.scales, sources=sources, n_boot=n_boot, seed=seed
         )
@@ -139,3 +197,22 @@ def explain(estimator: Any, feature_names: list[str], base_names: list[str]) -> 
         if len(imp) == len(feature_names):
             out["importances"] = {f: float(v) for f, v in zip(feature_names, imp, strict=True)}
     return out
+
+
+LEADERBOARD_COLUMNS = ("plain", "insample", "cross")
+
+
+def leaderboard_frame(entries: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Leaderboard entries (``summary["leaderboard"]``) as one row each: name, role, the three
+    QWKs and the cross-fitted interval, best cross-fitted QWK first."""
+    rows = [
+        {
+            "name": e["name"],
+            "role": e["role"],
+            **{f"qwk_{kind}": float(e[kind]) for kind in LEADERBOARD_COLUMNS},
+            "cross_low": float(e["cross_ci"][0]),
+            "cross_high": float(e["cross_ci"][1]),
+        }
+        for e in entries
+    ]
+    return pl.DataFrame(rows).sort("qwk_cross", descending=True)

@@ -6,22 +6,30 @@ Kept out of the CLI so a notebook (and the demo) can call the same two functions
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from aes_ensemble.config import read_yaml, validate
-from aes_ensemble.data import Essays, load_workspace_dataset
-from aes_ensemble.errors import AesError
+from aes_ensemble.config import blame_sources, read_yaml, validate
+from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
+from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.folds import load_folds
-from aes_ensemble.io import atomic_path, write_json_atomic
+from aes_ensemble.io import atomic_path, ensure_writable, write_json_atomic
 from aes_ensemble.stacking.config import StackConfig
 from aes_ensemble.stacking.inputs import build_stack_data, length_features
-from aes_ensemble.stacking.nested import fit_cuts
+from aes_ensemble.stacking.lineage import check_stack_current, remake_command
+from aes_ensemble.stacking.nested import THRESHOLD_METHODS, fit_cuts
 from aes_ensemble.stacking.run import STACK_LEARNER, StackRun, run_stack
-from aes_ensemble.store import PredictionSet, PredictionStore, aligned_rows
+from aes_ensemble.store import (
+    PredictionSet,
+    PredictionStore,
+    aligned_rows,
+    check_folds_hash,
+    write_predictions,
+)
 from aes_ensemble.thresholds import Thresholds
 from aes_ensemble.workspace import Workspace
 
@@ -32,8 +40,10 @@ def stack_config(
     """``configs/stack.yaml`` (or ``config``) with the non-None ``overrides`` on top."""
     path = config if config is not None else ws.config_path("stack")
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    cfg = validate(StackConfig, {**read_yaml(path), **given}, path=path)
-    cfg.check()
+    flags = {key: f"--{key}" for key in given}  # a bad flag value is blamed on the flag
+    with blame_sources(path, flags):
+        cfg = validate(StackConfig, {**read_yaml(path), **given}, path=path, sources=flags)
+        cfg.check()
     return cfg
 
 
@@ -59,12 +69,29 @@ def _sources(essays: Essays) -> np.ndarray | None:
 
 def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Path]:
     """Stack the workspace's learners; write the stack to ``oof/`` and its summary to
-    ``reports/<name>.json``. Returns the run and both paths."""
+    ``reports/<name>.json``. Returns the run and both paths.
+
+    Predictions made on other essays than the workspace's (the training or test file changed
+    since) are refused, naming the learner and the command that remakes it; files from before
+    the data fingerprint was recorded cannot be checked and pass with a note (``run.notes``).
+    A stack given as input must itself be current.
+    """
     train, test = load_workspace_dataset(ws)
     folds = load_folds(ws)
     store = PredictionStore(ws.oof_dir)
+    target = store.path(cfg.output_name)
     names: Sequence[str] = cfg.models or base_learner_names(store, cfg.output_name)
-    sets = store.read_many(list(names), folds.hash, train.ids)
+    if cfg.output_name in names:
+        raise AesError(
+            f"the stack '{cfg.output_name}' cannot take its own predictions as input; "
+            "leave it out of --models or give the new stack another --name",
+            key="models",
+        )
+    ensure_writable(ws.oof_dir)
+    ensure_writable(ws.reports_dir)
+    data_hash = data_fingerprint(train, test)
+    sets = store.read_many(list(names), folds.hash)
+    notes = [note for ps in sets for note in check_stack_current(store, ps, data_hash)]
     extra = extra_test = None
     if cfg.features.length:
         extra = length_features(train.texts)
@@ -81,9 +108,10 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
         extra=extra,
         extra_test=extra_test,
         extra_names=["log_words"] if cfg.features.length else (),
+        data_hash=data_hash,
     )
-    run = run_stack(data, cfg, sources=_sources(train))
-    path = store.write(run.predictions)
+    run = replace(run_stack(data, cfg, sources=_sources(train)), notes=tuple(notes))
+    path = write_predictions(target, run.predictions)
     summary_path = ws.reports_dir / f"{run.name}.json"
     write_json_atomic(summary_path, run.summary)
     return run, path, summary_path
@@ -104,11 +132,29 @@ def single_stack(store: PredictionStore) -> str:
     )
 
 
-def _thresholds_for(ps: PredictionSet, train: Essays, method: str) -> Thresholds:
-    """The stack's stored final cut points, else cut points fitted on the file's OOF rows."""
+def _levels(
+    ps: PredictionSet, store: PredictionStore, train: Essays, test: Essays, method: str
+) -> np.ndarray:
+    """The test rows cut into levels by the stack's stored final cut points, else by cut points
+    fitted on the file's OOF rows; stored cut points that do not apply are a damaged file."""
+    pred = aligned_rows(ps, "test", test.ids)["pred"].to_numpy()
     stored = ps.meta.extra.get("final_thresholds")
-    if stored is not None:
-        return Thresholds.from_dict(stored)
+    if stored is None:
+        return _fitted_cuts(ps, train, method).apply(pred, test.prompts, train.scales)
+    try:
+        if not isinstance(stored, dict):
+            raise AesError(f"stored thresholds are a {type(stored).__name__}, not a mapping")
+        return Thresholds.from_dict(stored).apply(pred, test.prompts, train.scales)
+    except AesError as exc:
+        raise AesError(
+            f"{exc.message}; delete it and run {remake_command(ps.meta)} again",
+            path=store.path(ps.name),
+            key="final_thresholds",
+        ) from None
+
+
+def _fitted_cuts(ps: PredictionSet, train: Essays, method: str) -> Thresholds:
+    """Cut points fitted on the file's OOF rows (a learner's file stores none)."""
     oof = aligned_rows(ps, "oof", train.ids)["pred"].to_numpy()
     seed = ps.meta.seed if ps.meta.seed is not None else 0
     return fit_cuts(train.scores, oof, train.prompts, train.scales, method, seed, np.empty(0))
@@ -122,7 +168,25 @@ def write_submission(
     output: Path | None = None,
 ) -> tuple[Path, str, np.ndarray]:
     """Write ``essay_id,score`` (levels) for the test essays from a stack's (or learner's) test
-    rows. Returns the path, the predictions' name and the levels."""
+    rows. Returns the path, the predictions' name and the levels.
+
+    A stale stack is refused (its essays changed, or a learner it was built on was refit or
+    re-imported since), as are a learner's predictions made on other essays; files too old to
+    record what they were made on cannot be checked and are used as they are.
+    """
+    if thresholds not in THRESHOLD_METHODS:
+        raise AesError(
+            f"unknown threshold method '{thresholds}'{did_you_mean(thresholds, THRESHOLD_METHODS)}",
+            key="thresholds",
+        )
+    target = output or ws.submission_path
+    if target.is_dir():
+        raise AesError(
+            "is a folder; name the file to write (e.g. --output "
+            f"{target / ws.submission_path.name})",
+            path=target,
+        )
+    ensure_writable(target.parent)
     train, test = load_workspace_dataset(ws)
     if test is None:
         raise AesError(
@@ -130,11 +194,10 @@ def write_submission(
         )
     store = PredictionStore(ws.oof_dir)
     chosen = name or single_stack(store)
-    ps = store.read(chosen, load_folds(ws).hash, train.ids)
-    cuts = _thresholds_for(ps, train, thresholds)
-    rows = aligned_rows(ps, "test", test.ids)
-    levels = cuts.apply(rows["pred"].to_numpy(), test.prompts, train.scales)
-    target = output or ws.submission_path
+    ps = store.read(chosen)
+    check_stack_current(store, ps, data_fingerprint(train, test))
+    check_folds_hash(ps.meta, load_folds(ws).hash, store.path(chosen))
+    levels = _levels(ps, store, train, test, thresholds)
     submission = pl.DataFrame(
         {"essay_id": test.ids, "score": [f"{v:g}" for v in levels]},
         schema={"essay_id": pl.String, "score": pl.String},
