@@ -22,6 +22,27 @@ from aes_ensemble.scales import ScoreScale, ScoreScales
 NO_PROMPT = "(none)"
 """Key of rows without a prompt in :func:`qwk_by_prompt`."""
 
+ScaleLike = ScoreScale | str
+"""A score scale as an object or as configs spell it: ``"1-6"``, ``"1-5:0.5"``."""
+ScalesLike = ScoreScales | ScoreScale | str
+"""Scales per prompt, or one scale for every essay in any :data:`ScaleLike` spelling."""
+
+
+def as_scale(scale: ScaleLike) -> ScoreScale:
+    """``scale`` as a :class:`ScoreScale`, so every public function takes the config spellings."""
+    if isinstance(scale, ScoreScale):
+        return scale
+    if isinstance(scale, str):
+        return ScoreScale.parse(scale)
+    raise AesError(
+        f"scale must be a ScoreScale or text like '1-6' or '1-5:0.5', not {type(scale).__name__}"
+    )
+
+
+def as_scales(scales: ScalesLike) -> ScoreScales:
+    """``scales`` as :class:`ScoreScales`; one scale (or its spelling) holds for every prompt."""
+    return scales if isinstance(scales, ScoreScales) else ScoreScales(default=as_scale(scales))
+
 
 @lru_cache(maxsize=64)
 def quadratic_weights(n_levels: int) -> np.ndarray:
@@ -79,11 +100,12 @@ def finite_pair(
 
 
 def _to_indices(
-    y_true: object, y_pred: object, scale: ScoreScale | None, n_levels: int | None
+    y_true: object, y_pred: object, scale: ScaleLike | None, n_levels: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Level indices of both arrays and the number of levels the weights span."""
     t, p = finite_pair(y_true, y_pred)
     if scale is not None:
+        scale = as_scale(scale)
         for arr, name in ((t, "y_true"), (p, "y_pred")):
             off = ~scale.is_level(arr)
             if off.any():
@@ -121,14 +143,15 @@ def qwk(
     y_true: Sequence[float] | np.ndarray,
     y_pred: Sequence[float] | np.ndarray,
     *,
-    scale: ScoreScale | None = None,
+    scale: ScaleLike | None = None,
     n_levels: int | None = None,
 ) -> float:
     """Quadratic weighted kappa of two arrays of levels (predictions already rounded/thresholded).
 
     Which levels the weights span:
 
-    * ``scale`` given: every level of the scale; a value off the scale is an ``AesError``.
+    * ``scale`` given (a ``ScoreScale`` or ``"1-6"``, ``"1-5:0.5"``): every level of the scale;
+      a value off the scale is an ``AesError``.
     * ``n_levels`` given: the inputs are level indices ``0..n_levels-1``.
     * neither: the range from the lowest to the highest label seen in either array, in steps of
       1 (or 0.5 when half points occur).
@@ -169,10 +192,11 @@ def qwk_by_prompt(
     y_true: Sequence[float] | np.ndarray,
     y_pred: Sequence[float] | np.ndarray,
     prompts: Sequence[str | None] | np.ndarray | None,
-    scales: ScoreScales,
+    scales: ScalesLike,
 ) -> dict[str, float]:
     """QWK of each prompt on that prompt's scale; rows without a prompt fall under ``NO_PROMPT``."""
     t, p = finite_pair(y_true, y_pred)
+    scales = as_scales(scales)
     return {
         NO_PROMPT if prompt is None else prompt: qwk(
             t[rows], p[rows], scale=scales.for_prompt(prompt)
@@ -185,7 +209,7 @@ def mean_qwk(
     y_true: Sequence[float] | np.ndarray,
     y_pred: Sequence[float] | np.ndarray,
     prompts: Sequence[str | None] | np.ndarray | None,
-    scales: ScoreScales,
+    scales: ScalesLike,
 ) -> float:
     """The ASAP protocol: the plain mean of the per-prompt QWKs."""
     per = qwk_by_prompt(y_true, y_pred, prompts, scales)
@@ -196,9 +220,10 @@ def headline_qwk(
     y_true: Sequence[float] | np.ndarray,
     y_pred: Sequence[float] | np.ndarray,
     prompts: Sequence[str | None] | np.ndarray | None,
-    scales: ScoreScales,
+    scales: ScalesLike,
 ) -> float:
     """Mean per-prompt QWK when scales are per prompt (ASAP), else one QWK on the global scale."""
+    scales = as_scales(scales)
     if scales.is_per_prompt:
         return mean_qwk(y_true, y_pred, prompts, scales)
     return qwk(y_true, y_pred, scale=scales.for_prompt(None))
@@ -208,7 +233,7 @@ def headline_qwk_by_group(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     prompts: np.ndarray,
-    scales: ScoreScales,
+    scales: ScalesLike,
     groups: np.ndarray,
 ) -> dict[str, float]:
     """:func:`headline_qwk` within each group (a fold, a source), keyed by the group's name."""
@@ -223,7 +248,7 @@ def bootstrap_interval(
     y_pred: Sequence[float] | np.ndarray,
     *,
     prompts: Sequence[str | None] | np.ndarray | None = None,
-    scales: ScoreScales | None = None,
+    scales: ScalesLike | None = None,
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
@@ -242,6 +267,7 @@ def bootstrap_interval(
         raise AesError(f"n_boot {n_boot} must be at least 1")
     t, p = finite_pair(y_true, y_pred)
     rng = np.random.default_rng(seed)
+    scales = None if scales is None else as_scales(scales)
     if scales is not None and scales.is_per_prompt:
         by_prompt = _rows_by_prompt(prompts, len(t))
         stats = np.zeros(n_boot)

@@ -21,8 +21,16 @@ import numpy as np
 from scipy.optimize import minimize
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import finite_array, finite_pair, kappa_from_confusion
-from aes_ensemble.scales import ScoreScale, ScoreScales
+from aes_ensemble.metrics import (
+    ScaleLike,
+    ScalesLike,
+    as_scale,
+    as_scales,
+    finite_array,
+    finite_pair,
+    kappa_from_confusion,
+)
+from aes_ensemble.scales import ScoreScale
 
 Method = Literal["nelder-mead", "optuna"]
 METHODS: tuple[str, ...] = ("nelder-mead", "optuna")
@@ -37,6 +45,7 @@ class Cutpoints:
     cuts: np.ndarray
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", as_scale(self.scale))
         cuts = np.array(self.cuts, dtype=float).ravel()
         if len(cuts) != self.scale.n_levels - 1:
             raise AesError(
@@ -56,8 +65,9 @@ class Cutpoints:
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def midpoints(cls, scale: ScoreScale) -> Cutpoints:
+    def midpoints(cls, scale: ScaleLike) -> Cutpoints:
         """Cuts halfway between levels: plain rounding."""
+        scale = as_scale(scale)
         return cls(scale, scale.levels[:-1] + scale.step / 2)
 
     def apply(self, pred: np.ndarray) -> np.ndarray:
@@ -78,15 +88,17 @@ class Thresholds:
         if len(set(scales)) != len(scales):
             raise AesError("thresholds hold two sets of cut points for the same scale")
 
-    def for_scale(self, scale: ScoreScale) -> Cutpoints:
+    def for_scale(self, scale: ScaleLike) -> Cutpoints:
+        scale = as_scale(scale)
         for c in self.cutpoints:
             if c.scale == scale:
                 return c
         raise AesError(f"no cut points were fitted for scale {_name(scale)}")
 
-    def covering(self, prompts: np.ndarray, scales: ScoreScales) -> Thresholds:
+    def covering(self, prompts: np.ndarray, scales: ScalesLike) -> Thresholds:
         """These cut points plus plain rounding for each scale of ``prompts`` they lack: the
         fitting rows of a prompt-grouped fold may miss a scale whole, leaving nothing to fit."""
+        scales = as_scales(scales)
         have = {c.scale for c in self.cutpoints}
         needed = sorted(set(scales.groups(prompts)) - have, key=lambda s: (s.low, s.high, s.step))
         return Thresholds(self.cutpoints + tuple(Cutpoints.midpoints(s) for s in needed))
@@ -95,10 +107,11 @@ class Thresholds:
         self,
         pred: Sequence[float] | np.ndarray,
         prompts: Sequence[str | None] | np.ndarray | None,
-        scales: ScoreScales,
+        scales: ScalesLike,
     ) -> np.ndarray:
         """Each prediction cut into a level of its prompt's scale."""
         values = finite_array(pred, "pred")
+        scales = as_scales(scales)
         out = np.empty(len(values), dtype=float)
         for scale, rows in scales.groups(_prompts(prompts, len(values))).items():
             out[rows] = self.for_scale(scale).apply(values[rows])
@@ -222,7 +235,7 @@ def _optuna_tpe(objective: _Objective, n_cuts: int, seed: int, n_trials: int) ->
 def fit_cutpoints(
     y_true: Sequence[float] | np.ndarray,
     pred: Sequence[float] | np.ndarray,
-    scale: ScoreScale,
+    scale: ScaleLike,
     *,
     method: Method = "nelder-mead",
     seed: int = 0,
@@ -237,6 +250,7 @@ def fit_cutpoints(
     """
     if method not in METHODS:
         raise AesError(f"unknown threshold method '{method}' (valid: {', '.join(METHODS)})")
+    scale = as_scale(scale)
     y, x = finite_pair(y_true, pred, ("y_true", "pred"))
     off = ~scale.is_level(y)
     if off.any():
@@ -261,7 +275,7 @@ def fit_thresholds(
     y_true: Sequence[float] | np.ndarray,
     pred: Sequence[float] | np.ndarray,
     prompts: Sequence[str | None] | np.ndarray | None,
-    scales: ScoreScales,
+    scales: ScalesLike,
     *,
     method: Method = "nelder-mead",
     seed: int = 0,
@@ -269,7 +283,7 @@ def fit_thresholds(
 ) -> Thresholds:
     """One set of cut points per distinct scale, fitted on the pooled rows of its prompts."""
     y, x = finite_pair(y_true, pred, ("y_true", "pred"))
-    groups = scales.groups(_prompts(prompts, len(y)))
+    groups = as_scales(scales).groups(_prompts(prompts, len(y)))
     return Thresholds(
         tuple(
             fit_cutpoints(y[rows], x[rows], scale, method=method, seed=seed, n_trials=n_trials)
@@ -283,7 +297,7 @@ def cross_fit(
     pred: Sequence[float] | np.ndarray,
     prompts: Sequence[str | None] | np.ndarray | None,
     folds: Sequence[int] | np.ndarray,
-    scales: ScoreScales,
+    scales: ScalesLike,
     *,
     method: Method = "nelder-mead",
     seed: int = 0,
@@ -296,6 +310,7 @@ def cross_fit(
     """
     y = finite_array(y_true, "y_true")
     x = finite_array(pred, "pred")
+    scales = as_scales(scales)
     fold = np.asarray(folds).ravel()
     if not (len(y) == len(x) == len(fold)):
         raise AesError(f"y_true, pred and folds have {len(y)}, {len(x)} and {len(fold)} values")

@@ -179,3 +179,30 @@ def test_bootstrap_per_prompt_brackets_the_mean() -> None:
     assert lo < mean_qwk(y, p, prompts, ASAP_SCALES) < hi
     with pytest.raises(AesError, match="alpha"):
         bootstrap_interval(y, p, alpha=1.5)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "scale"),
+    [
+        ("1-6", ScoreScale(1, 6)),
+        ("1-5:0.5", ScoreScale(1, 5, 0.5)),
+        ("1..5:0.5", ScoreScale(1, 5, 0.5)),
+    ],
+)
+def test_scale_accepts_the_config_spellings(spelling: str, scale: ScoreScale) -> None:
+    y, p = noisy(300, seed=3)
+    if scale.step == 0.5:  # levels 1, 1.5, ..., 3.5 of the half-point scale
+        y, p = (y + 1) / 2, (p + 1) / 2
+    assert qwk(y, p, scale=spelling) == qwk(y, p, scale=scale)
+    assert headline_qwk(y, p, None, spelling) == headline_qwk(y, p, None, ScoreScales(scale))
+    assert qwk_by_prompt(y, p, None, spelling) == qwk_by_prompt(y, p, None, ScoreScales(scale))
+    assert bootstrap_interval(y, p, scales=spelling, n_boot=50) == bootstrap_interval(
+        y, p, scales=ScoreScales(scale), n_boot=50
+    )
+
+
+def test_bad_scale_spelling_is_a_clear_error() -> None:
+    with pytest.raises(AesError, match=r"1-6 or 1-5:0\.5"):
+        qwk([1, 2], [1, 2], scale="one to six")
+    with pytest.raises(AesError, match="ScoreScale or text"):
+        qwk([1, 2], [1, 2], scale=6)  # type: ignore[arg-type]

@@ -4,26 +4,40 @@ real prediction files (TF-IDF and length ridges fitted on the shipped essay samp
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
+import io
 import json
 import math
+import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
+from rich.console import Console
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 
 from aes_ensemble.cli.main import main
+from aes_ensemble.cli.stack_commands import print_leaderboard
 from aes_ensemble.data import Essays, load_workspace_dataset
+from aes_ensemble.demo import DemoResult, run_demo
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import assign_folds
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.report import write_report
 from aes_ensemble.report.html import ReportContext, render
-from aes_ensemble.report.leaderboard import LeaderboardRow, read_stack_summaries
+from aes_ensemble.report.leaderboard import (
+    LeaderboardRow,
+    Timing,
+    leaderboard,
+    read_stack_summaries,
+    score,
+    scoring,
+)
 from aes_ensemble.report.validity import (
     ALL,
     agreement_table,
@@ -38,6 +52,11 @@ from aes_ensemble.thresholds import fit_thresholds
 from aes_ensemble.workspace import Workspace
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TIMING = {
+    "prepare": 700.25,
+    "fit": {str(k): 1.0 + k for k in range(5)},
+    "predict": {str(k): 0.5 for k in range(5)},
+}
 
 # --- validity: hand-computed values ---------------------------------------------------------
 
@@ -121,6 +140,10 @@ def test_agreement_degradation_against_second_rater() -> None:
     assert overall.human_human_qwk == pytest.approx(1.0)
     assert overall.degradation == pytest.approx(0.5)
     assert overall.flagged and overall.below_minimum
+    spelled = agreement_table(
+        [1, 1, 2, 2, 1], [1, 2, 2, 2, 2], [1, 1, 2, 2, 1], [1, 1, 2, 2, np.nan], [None] * 5, "1-2"
+    )
+    assert spelled == rows
 
 
 def test_agreement_per_prompt_scales_average_prompts() -> None:
@@ -196,6 +219,7 @@ def _store(
     learner: str,
     oof: np.ndarray,
     test_pred: np.ndarray,
+    extra: dict[str, object] | None = None,
 ) -> None:
     frame = prediction_frame(
         [*train.ids, *test.ids],
@@ -212,6 +236,7 @@ def _store(
         fit_seconds={str(k): 0.5 for k in np.unique(folds)},
         fold_qwk={},
         scales=train.scales.to_dict(),
+        extra=extra or {},
     )
     PredictionStore(ws.oof_dir).write(PredictionSet(frame, meta))
 
@@ -219,7 +244,9 @@ def _store(
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A workspace on the shipped sample: two ridge learners and a mean stack in ``oof/``, and
-    the stack's summary JSON (weights, final cut points) in ``reports/``."""
+    the stack's summary JSON (weights, final cut points) in ``reports/``. ``ridge_tfidf``
+    records where its time went (``extra["timing"]``); ``ridge_length`` is an older file that
+    does not."""
     root = tmp_path_factory.mktemp("ws")
     (root / "configs").mkdir()
     (root / "configs" / "data.yaml").write_text(
@@ -235,7 +262,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     preds = {}
     for name, features in (("ridge_tfidf", "tfidf"), ("ridge_length", "length")):
         oof, test_pred = _fit_oof(train, test, folds, features)
-        _store(ws, train, test, folds, assigned.hash, name, f"ridge:{features}", oof, test_pred)
+        extra = {"timing": TIMING} if name == "ridge_tfidf" else None
+        _store(
+            ws, train, test, folds, assigned.hash, name, f"ridge:{features}", oof, test_pred, extra
+        )
         preds[name] = (oof, test_pred)
     stack_oof = np.mean([p[0] for p in preds.values()], axis=0)
     stack_test = np.mean([p[1] for p in preds.values()], axis=0)
@@ -356,7 +386,7 @@ def test_report_is_bit_identical_on_rerun(
 
 def test_user_text_is_escaped() -> None:
     row = LeaderboardRow(
-        "m", "<script>alert(1)</script>", False, 3, 0.5, (0.4, 0.6), 0.5, (0.4, 0.6), None
+        "m", "<script>alert(1)</script>", False, 3, 0.5, (0.4, 0.6), 0.5, (0.4, 0.6), Timing()
     )
     ctx = ReportContext(
         title="t",
@@ -388,37 +418,223 @@ def test_cli_report_writes_the_page_and_fails_cleanly_without_predictions(
     assert err.startswith("error: ") and "fit-base" in err and len(err.strip().splitlines()) == 1
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+class _Tables(HTMLParser):
+    """Every table of a page as rows of whitespace-normalised cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: no headless render")
-def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,4000",
-            report.resolve().as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
+def _tables(path: Path) -> list[list[list[str]]]:
+    parser = _Tables()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.tables
+
+
+def _leaderboard_rows(path: Path) -> dict[str, list[str]]:
+    """Leaderboard cells by model name (the name cell may carry a 'stack' tag)."""
+    header, *rows = _tables(path)[0]
+    assert header[1] == "model"
+    return {row[1].removesuffix(" stack"): row for row in rows}
+
+
+def test_report_shows_prepare_fit_and_predict_time(report: Path) -> None:
+    rows = _leaderboard_rows(report)
+    header = _tables(report)[0][0]
+    at = {name: header.index(name) for name in ("prepare s", "fit s", "predict s", "waited s")}
+    tfidf = rows["ridge_tfidf"]
+    assert tfidf[at["prepare s"]] == "700.2"
+    assert tfidf[at["fit s"]] == "15.0"  # 1 + 2 + 3 + 4 + 5
+    assert tfidf[at["predict s"]] == "2.5"
+    assert tfidf[at["waited s"]] == "717.8"
+    # an older file without a timing record: its fit seconds, nothing invented
+    length = rows["ridge_length"]
+    assert length[at["prepare s"]] == "—" and length[at["predict s"]] == "—"
+    assert length[at["fit s"]] == length[at["waited s"]] == "2.5"
+
+
+def test_validity_note_says_which_limit_applies_to_which_row(report: Path) -> None:
+    text = " ".join(" ".join(_parse(report).text).split())
+    assert (
+        "|SMD| ≤ 0.15 for all essays and each prompt; ≤ 0.10 for each gender group, each grade "
+        "group, each race_ethnicity group and each SES group" in text
     )
+    assert "per subgroup" not in text
+    smd_rows = next(t for t in _tables(report) if t[0][:2] == ["subgroup column", "group"])[1:]
+    verdicts = {(r[0], r[1]): r[-1] for r in smd_rows}
+    assert verdicts[("prompt", "Being busy")].endswith("0.15")
+    assert verdicts[("gender", "Female")].endswith("0.10")
+
+
+def test_report_holds_no_absolute_path_of_the_machine(workspace: Workspace, report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+    for path in (workspace.root, workspace.root.resolve(), sample_path(TRAIN).parent):
+        assert str(path) not in html
+    text = " ".join(" ".join(_parse(report).text).split())
+    assert f"workspace {workspace.root.name}" in text
+    assert "from ellipse_train.csv (the embedded sample)" in text
+
+
+def test_report_shows_a_file_inside_the_workspace_relative_to_it(tmp_path: Path) -> None:
+    from aes_ensemble.report import _shown_path
+
+    root = tmp_path / "ws"
+    assert _shown_path(root / "data" / "train.csv", root) == "data/train.csv"
+    assert _shown_path(tmp_path / "train.csv", root) == "../train.csv"
+    assert _shown_path(sample_path(TRAIN), root) == "ellipse_train.csv (the embedded sample)"
+
+
+# --- the per-prompt figure at ELLIPSE's 44 prompts ------------------------------------------
+
+
+def _prompts_44() -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    rng = np.random.default_rng(0)
+    names = [f"prompt {i:02d}" for i in range(44)]
+    counts = {p: int(n) for p, n in zip(names, rng.integers(30, 120, 44), strict=True)}
+    counts["prompt 07"] = 2
+    stack = {p: float(q) for p, q in zip(names, rng.uniform(0.3, 0.9, 44), strict=True)}
+    single = {p: q - 0.02 for p, q in stack.items()}
+    return {"stack": stack, "ridge (best single learner)": single}, counts
+
+
+def test_per_prompt_rows_are_sorted_counted_and_small_ones_marked() -> None:
+    from aes_ensemble.report.plots import prompt_rows
+
+    series, counts = _prompts_44()
+    rows = prompt_rows(series, counts, small_n=10)
+    qwks = [series["stack"][r.prompt] for r in rows]
+    assert qwks == sorted(qwks, reverse=True)
+    assert all(r.label.startswith(f"{r.prompt} (n={counts[r.prompt]}") for r in rows)
+    assert [r.prompt for r in rows if r.small] == ["prompt 07"]
+    assert next(r for r in rows if r.small).label == "prompt 07 (n=2, too few)"
+
+
+def test_per_prompt_figure_stays_compact_at_44_prompts() -> None:
     from matplotlib.image import imread
 
-    image = imread(shot)
-    assert image.shape[:2] == (4000, 1280)
-    # a blank or error page is near-uniform; the report has text, tables and figures
-    gray = image[..., :3].mean(axis=2)
-    assert gray.std() > 0.05
-    assert (gray < 0.5).mean() > 0.01
+    from aes_ensemble.report.plots import per_prompt_png
+
+    series, counts = _prompts_44()
+    png = per_prompt_png(series, counts, 0.7, 10)
+    height, _width = imread(io.BytesIO(png)).shape[:2]
+    assert height <= 1100, f"{height} px for 44 prompts"
+    few = per_prompt_png({k: dict(list(v.items())[:8]) for k, v in series.items()}, counts, 0.7, 10)
+    assert imread(io.BytesIO(few)).shape[0] < height
+
+
+# --- one number everywhere: the demo's terminal, JSON and report ----------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, DemoResult, str]:
+    """The demo run once into a temp workspace, and what its leaderboard printed at 80 columns."""
+    ws = Workspace.at(tmp_path_factory.mktemp("demo"))
+    result = run_demo(ws)
+    out = Console(width=80, record=True, file=io.StringIO())
+    print_leaderboard(result.stack, out)
+    return ws, result, out.export_text()
+
+
+def test_stack_qwk_is_one_number_in_terminal_json_and_report(
+    demo: tuple[Workspace, DemoResult, str],
+) -> None:
+    ws, result, terminal = demo
+    summary = json.loads((ws.reports_dir / f"{result.stack.name}.json").read_text())
+    entries = {e["name"]: e for e in summary["leaderboard"]}
+    assert result.stack.name in entries and len(entries) >= 3
+    lines = terminal.splitlines()
+    html_rows = _leaderboard_rows(result.report)
+    essays, _ = load_workspace_dataset(ws)
+    sets = PredictionStore(ws.oof_dir).read_many(list(entries), expected_ids=essays.ids)
+    settings = scoring(sets)
+    computed = {
+        r.name: r for r in leaderboard([score(ps, essays, settings) for ps in sets], essays)
+    }
+    for name, e in entries.items():
+        # terminal: one line per learner with its numbers
+        (line,) = [ln for ln in lines if re.match(rf"│ {re.escape(name)}\*? ", ln)]
+        assert f"{e['plain']:.4f}" in line and f"{e['cross']:.4f}" in line
+        assert f"{e['cross_ci'][0]:.4f}-{e['cross_ci'][1]:.4f}" in line
+        # report: the very same numbers, not a recomputation by another method
+        row = computed[name]
+        assert row.qwk_thresholded == e["cross"] and list(row.ci_thresholded) == e["cross_ci"]
+        assert row.qwk_rounded == e["plain"] and list(row.ci_rounded) == e["plain_ci"]
+        cells = " ".join(html_rows[name])
+        assert f"{e['cross']:.3f} [{e['cross_ci'][0]:.3f}, {e['cross_ci'][1]:.3f}]" in cells
+
+
+def test_leaderboard_fits_80_columns_and_prints_per_prompt_qwk(
+    demo: tuple[Workspace, DemoResult, str],
+) -> None:
+    _, result, terminal = demo
+    assert max(len(line) for line in terminal.splitlines()) <= 80
+    summary = result.stack.summary
+    best = summary["best_single"]
+    assert re.search(rf"│ {best}\* +│", terminal)
+    assert "(best single)" not in terminal and "* best single learner" in terminal
+    per_prompt = next(e for e in summary["leaderboard"] if e["role"] == "stack")["per_prompt"]
+    assert len(per_prompt) == 10
+    for prompt, value in per_prompt.items():
+        (line,) = [ln for ln in terminal.splitlines() if f"│ {prompt} " in ln]
+        assert re.search(rf"│ +48 │ +{value:.4f} │", line)
+    assert f"{np.mean(list(per_prompt.values())):.4f}" in terminal
+
+
+def test_stack_run_offers_its_leaderboard_as_a_dataframe(
+    demo: tuple[Workspace, DemoResult, str],
+) -> None:
+    _, result, _ = demo
+    frame = result.stack.leaderboard
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.columns[:2] == ["name", "role"]
+    entries = {e["name"]: e for e in result.stack.summary["leaderboard"]}
+    assert sorted(frame["name"].to_list()) == sorted(entries)
+    assert frame["qwk_cross"].to_list() == sorted(frame["qwk_cross"].to_list(), reverse=True)
+    for row in frame.iter_rows(named=True):
+        assert row["qwk_cross"] == entries[row["name"]]["cross"]
+        assert [row["cross_low"], row["cross_high"]] == entries[row["name"]]["cross_ci"]
+
+
+def test_demo_report_holds_no_absolute_path_of_the_workspace(
+    demo: tuple[Workspace, DemoResult, str],
+) -> None:
+    ws, result, _ = demo
+    html = result.report.read_text(encoding="utf-8")
+    assert str(ws.root) not in html and str(ws.root.resolve()) not in html
+
+
+def test_per_prompt_terminal_table_stays_short_at_44_prompts(
+    demo: tuple[Workspace, DemoResult, str],
+) -> None:
+    _, result, _ = demo
+    series, _ = _prompts_44()
+    summary = copy.deepcopy(result.stack.summary)
+    for entry in summary["leaderboard"]:
+        entry["per_prompt"] = series["stack"]
+    out = Console(width=80, record=True, file=io.StringIO())
+    print_leaderboard(dataclasses.replace(result.stack, summary=summary), out)
+    text = out.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    weakest = sorted(series["stack"], key=series["stack"].__getitem__)
+    listed = [p for p in series["stack"] if re.search(rf"│ {p} +│", text)]
+    assert sorted(listed) == sorted(weakest[:10])
+    assert "34 more prompts in reports/report.html" in text

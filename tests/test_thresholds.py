@@ -161,3 +161,18 @@ def test_bad_input_is_an_aes_error() -> None:
         fit_cutpoints([1, 2.2], [1.0, 2.0], ScoreScale(1, 6))
     with pytest.raises(AesError, match="3, 3 and 2 values"):
         cross_fit([1, 2, 3], [1.0, 2.0, 3.0], None, [0, 1], ELLIPSE_SCALE)
+
+
+def test_threshold_functions_accept_the_config_spellings() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(2, 11, 400) / 2
+    pred = y + rng.normal(0, 0.6, len(y))
+    folds = np.arange(len(y)) % 4
+    assert Cutpoints.midpoints("1-5:0.5") == Cutpoints.midpoints(HALF)
+    assert fit_cutpoints(y, pred, "1-5:0.5") == fit_cutpoints(y, pred, HALF)
+    fitted = fit_thresholds(y, pred, None, "1-5:0.5")
+    assert fitted == fit_thresholds(y, pred, None, ELLIPSE_SCALE)
+    assert fitted.for_scale("1-5:0.5") == fitted.for_scale(HALF)
+    assert np.array_equal(fitted.apply(pred, None, "1-5:0.5"), fitted.apply(pred, None, HALF))
+    crossed = cross_fit(y, pred, None, folds, "1-5:0.5").pred
+    assert np.array_equal(crossed, cross_fit(y, pred, None, folds, ELLIPSE_SCALE).pred)

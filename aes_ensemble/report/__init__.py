@@ -6,6 +6,8 @@ The numbers come from ``leaderboard`` and ``validity`` (pure computation), the p
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +30,19 @@ from aes_ensemble.report.leaderboard import (
     per_prompt,
     read_stack_summaries,
     score,
+    scoring,
 )
 from aes_ensemble.report.validity import (
+    MIN_GROUP_N,
     QWK_MINIMUM,
     AgreementRow,
     SmdRow,
     agreement_table,
     smd_table,
 )
+from aes_ensemble.sample import TRAIN, sample_path
 from aes_ensemble.scales import ScoreScale
+from aes_ensemble.stacking.lineage import check_stacks_current
 from aes_ensemble.store import PredictionStore
 from aes_ensemble.thresholds import Cutpoints, Thresholds, fit_thresholds
 from aes_ensemble.workspace import Workspace
@@ -62,8 +68,10 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
             "no prediction files to report on; run `aes-ensemble fit-base` first", path=ws.oof_dir
         )
     sets = store.read_many(names, expected_ids=essays.ids)
+    check_stacks_current(ws, sets)
     summaries = read_stack_summaries(ws.reports_dir, [ps.name for ps in sets if is_stack(ps)])
-    scored = [score(ps, essays) for ps in sets]
+    settings = scoring(sets)
+    scored = [score(ps, essays, settings) for ps in sets]
     rows = leaderboard(scored, essays)
     top = featured(scored, rows)
     thresholds, source = _cutpoints(top, summaries, essays)
@@ -124,14 +132,30 @@ def _dataset(ws: Workspace, essays: Essays, folds_hash: str, names: list[str]) -
         headline = "one QWK over all essays"
     n_prompts = essays.frame["prompt"].drop_nulls().n_unique()
     return {
-        "workspace": str(ws.root),
-        "training essays": f"{len(essays)} from {essays.path}",
+        "workspace": ws.root.resolve().name or ".",
+        "training essays": f"{len(essays)} from {_shown_path(essays.path, ws.root)}",
         "prompts": str(n_prompts) if n_prompts else "none",
         "score scale": scale,
         "prediction files": ", ".join(names),
         "folds hash": folds_hash,
         "headline": headline,
     }
+
+
+def _shown_path(path: Path | None, root: Path) -> str:
+    """``path`` as it can be shared: relative to the workspace, the embedded sample by name;
+    never an absolute path of this machine."""
+    if path is None:
+        return "(not a file)"
+    path, root = path.resolve(), root.resolve()
+    if path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    if path.parent == sample_path(TRAIN).resolve().parent:
+        return f"{path.name} (the embedded sample)"
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return path.name
 
 
 def _cutpoints(
@@ -185,7 +209,8 @@ def _figures(
         best = best_learner(scored, rows)
         if best is not None and best.name != top.name:
             series[f"{best.name} (best single learner)"] = per_prompt(best, essays)
-        figures["per_prompt"] = plots.per_prompt_png(series, QWK_MINIMUM)
+        counts = Counter(str(p) for p in essays.prompts if p is not None)
+        figures["per_prompt"] = plots.per_prompt_png(series, counts, QWK_MINIMUM, MIN_GROUP_N)
     return figures
 
 

@@ -16,10 +16,9 @@ from aes_ensemble.report.validity import (
     DEGRADATION_LIMIT,
     MIN_GROUP_N,
     QWK_MINIMUM,
-    SMD_LIMIT_OVERALL,
-    SMD_LIMIT_SUBGROUP,
     AgreementRow,
     SmdRow,
+    smd_limits,
 )
 
 
@@ -58,6 +57,15 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def _signed(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:+.3f}"
+
+
+def _limits_text(rows: Sequence[SmdRow]) -> str:
+    """``|SMD| ≤ 0.15 for all essays and each prompt; ≤ 0.10 for each gender group, ...``."""
+    parts = []
+    for limit, what in smd_limits(rows):
+        joined = what[0] if len(what) == 1 else ", ".join(what[:-1]) + " and " + what[-1]
+        parts.append(f"≤ {limit:.2f} for {joined}")
+    return "|SMD| " + "; ".join(parts) if parts else ""
 
 
 def _data_uri(png: bytes) -> str:
@@ -116,7 +124,8 @@ recomputed with one method for all.</p>
 <table>
   <thead><tr><th class="num">#</th><th>model</th><th>learner</th>
   <th class="num">QWK rounded</th><th class="num">QWK thresholded</th>
-  <th class="num">fit seconds</th></tr></thead>
+  <th class="num">prepare s</th><th class="num">fit s</th><th class="num">predict s</th>
+  <th class="num">waited s</th></tr></thead>
   <tbody>
   {% for row in ctx.leaderboard %}
   <tr{% if row.is_stack %} class="stack"{% endif %}>
@@ -128,7 +137,10 @@ recomputed with one method for all.</p>
     <td class="num">{{ num(row.qwk_thresholded) }}
       <span class="ci">[{{ num(row.ci_thresholded[0]) }},
       {{ num(row.ci_thresholded[1]) }}]</span></td>
-    <td class="num">{{ num(row.seconds, 1) }}</td>
+    <td class="num">{{ num(row.timing.prepare, 1) }}</td>
+    <td class="num">{{ num(row.timing.fit, 1) }}</td>
+    <td class="num">{{ num(row.timing.predict, 1) }}</td>
+    <td class="num">{{ num(row.timing.total, 1) }}</td>
   </tr>
   {% endfor %}
   </tbody>
@@ -136,10 +148,14 @@ recomputed with one method for all.</p>
 <p class="note">QWK on the out-of-fold predictions of all {{ ctx.leaderboard[0].n }} training
 essays{% if ctx.dataset.get("headline") %} ({{ ctx.dataset["headline"] }}){% endif %}.
 <em>Rounded</em>: each prediction rounded to the nearest level. <em>Thresholded</em>: cut points
-fitted to maximise QWK, cross-fitted over the same folds (each fold cut by points fitted on the
-other folds), so the number is not inflated by fitting on the rows it scores. Brackets: 95%
-bootstrap interval (1,000 resamples). Fit seconds: the sum over folds, from the file's
-metadata.</p>
+fitted to maximise QWK, cross-fitted over the same folds, so the number is not inflated by
+fitting on the rows it scores: a learner's fold is cut by points fitted on the other folds, a
+stack's fold by the points its nested cross-validation fitted without that fold's labels. These
+are the numbers <code>aes-ensemble stack</code> prints and writes to
+<code>reports/NAME.json</code>. Brackets: 95% bootstrap interval. Seconds, summed over folds,
+are the time waited: <em>prepare</em> per-essay features (embeddings, once per run),
+<em>fit</em> and <em>predict</em>; files that do not record them separately (older files,
+imports, stacks) show one fit time that includes prediction.</p>
 
 {% for s in ctx.summaries if s.weights %}
 <h3>Stack weights: {{ s.name }}</h3>
@@ -232,7 +248,7 @@ so human-human agreement cannot be measured here. ASAP files carry both.</p>
 </table>
 <p class="note">SMD = (mean machine − mean human) / pooled SD, pooled SD =
 √((SD<sub>machine</sub>² + SD<sub>human</sub>²) / 2), computed within each group. Limits:
-|SMD| ≤ {{ num(smd_overall, 2) }} overall, ≤ {{ num(smd_subgroup, 2) }} per subgroup. Groups of
+{{ limits_text(ctx.smd) }}. Groups of
 fewer than {{ min_group_n }} essays are shown but not judged. {{ ctx.smd_note }}
 {% if not ctx.subgroups %}No subgroup columns are declared (<code>subgroups:</code> in
 configs/data.yaml), so no subgroup rows are shown.{% endif %}</p>
@@ -257,7 +273,6 @@ def render(ctx: ReportContext) -> str:
         uri=_data_uri,
         degradation_limit=DEGRADATION_LIMIT,
         qwk_minimum=QWK_MINIMUM,
-        smd_overall=SMD_LIMIT_OVERALL,
-        smd_subgroup=SMD_LIMIT_SUBGROUP,
+        limits_text=_limits_text,
         min_group_n=MIN_GROUP_N,
     )

@@ -1,8 +1,9 @@
 """The numbers behind the report: every prediction file's OOF scored the same way.
 
-The report recomputes every QWK from the OOF files instead of copying the numbers each command
-printed, so learners and stacks are compared with one method: plain rounding, and thresholds
-cross-fitted over the store's own folds (each fold cut by points fitted on the others).
+The report recomputes every QWK from the OOF files with the functions ``stack`` uses
+(``stacking.scores``), so it shows the numbers the terminal and ``reports/NAME.json`` show: base
+learners cross-fitted over the store's own folds with the newest stack's threshold method and
+bootstrap settings, each stack cut by the per-fold cut points its nested CV chose.
 """
 
 from __future__ import annotations
@@ -18,17 +19,54 @@ import numpy as np
 
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import bootstrap_interval, headline_qwk, qwk_by_prompt
-from aes_ensemble.store import PredictionSet, aligned_rows
-from aes_ensemble.thresholds import Thresholds, cross_fit
+from aes_ensemble.metrics import qwk_by_prompt
+from aes_ensemble.stacking.nested import fold_thresholds_from_dict
+from aes_ensemble.stacking.scores import Scoring, learner_levels, qwk_numbers, stack_levels
+from aes_ensemble.store import PredictionMeta, PredictionSet, aligned_rows
+from aes_ensemble.thresholds import Thresholds
 
-N_BOOT = 1000
-SEED = 0
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds a user waited for one prediction file, summed over folds: per-essay feature
+    preparation, fitting and predicting. ``None`` where the file does not say; files without a
+    timing record (older files, imports, stacks) carry one ``fit`` that includes prediction."""
+
+    prepare: float | None = None
+    fit: float | None = None
+    predict: float | None = None
+
+    @property
+    def total(self) -> float | None:
+        parts = [x for x in (self.prepare, self.fit, self.predict) if x is not None]
+        return sum(parts) if parts else None
+
+
+def _seconds(value: object) -> float | None:
+    """A number of seconds, or the sum of a ``{fold: seconds}`` mapping; None if neither."""
+    if isinstance(value, Mapping):
+        parts = [_seconds(v) for v in value.values()]
+        return None if not parts or None in parts else sum(p for p in parts if p is not None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def timing(meta: PredictionMeta) -> Timing:
+    """Where the time went, from ``meta.extra["timing"]`` (``prepare``, ``fit`` and ``predict``
+    per fold), else the per-fold ``fit_seconds`` (fit and predict together)."""
+    raw = meta.extra.get("timing")
+    if isinstance(raw, Mapping):
+        return Timing(
+            _seconds(raw.get("prepare")), _seconds(raw.get("fit")), _seconds(raw.get("predict"))
+        )
+    return Timing(fit=_seconds(meta.fit_seconds) if meta.fit_seconds else None)
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One prediction file's OOF, aligned to the training essays, as levels two ways."""
+    """One prediction file's OOF, aligned to the training essays, as levels two ways, and the
+    settings its numbers are measured with."""
 
     name: str
     learner: str
@@ -36,7 +74,8 @@ class Scored:
     pred: np.ndarray
     rounded: np.ndarray
     thresholded: np.ndarray
-    seconds: float | None
+    timing: Timing
+    scoring: Scoring
 
 
 @dataclass(frozen=True)
@@ -49,7 +88,7 @@ class LeaderboardRow:
     ci_rounded: tuple[float, float]
     qwk_thresholded: float
     ci_thresholded: tuple[float, float]
-    seconds: float | None
+    timing: Timing
 
 
 @dataclass(frozen=True)
@@ -66,45 +105,71 @@ def is_stack(ps: PredictionSet) -> bool:
     return ps.meta.learner.lower().startswith("stack")
 
 
-def score(ps: PredictionSet, essays: Essays) -> Scored:
-    """Align, round and cross-fit thresholds for one prediction file."""
+def scoring(sets: Sequence[PredictionSet]) -> Scoring:
+    """The settings of the newest stack (the one ``stack`` printed last), else the defaults."""
+    stacks = sorted((ps.meta.created, ps.meta.config) for ps in sets if is_stack(ps))
+    return Scoring.of(stacks[-1][1]) if stacks else Scoring()
+
+
+def _stack_cuts(ps: PredictionSet) -> tuple[dict[int, Thresholds], Thresholds] | None:
+    """A stack's per-fold and final cut points from its metadata; None in files without them."""
+    extra = ps.meta.extra
+    per_fold, final = extra.get("fold_thresholds"), extra.get("final_thresholds")
+    if not (is_stack(ps) and isinstance(per_fold, Mapping) and isinstance(final, Mapping)):
+        return None
+    return fold_thresholds_from_dict(per_fold), Thresholds.from_dict(final)
+
+
+def score(ps: PredictionSet, essays: Essays, settings: Scoring | None = None) -> Scored:
+    """Align one prediction file and cut it into levels as ``stack`` does: a stack by its
+    recorded cut points (with its own settings), anything else cross-fitted with ``settings``."""
     rows = aligned_rows(ps, "oof", essays.ids)
     pred, folds = rows["pred"].to_numpy().astype(float), rows["fold"].to_numpy().astype(np.int64)
-    prompts = essays.prompts
-    rounded = essays.scales.round(pred, prompts)
-    thresholded = cross_fit(essays.scores, pred, prompts, folds, essays.scales).pred
-    seconds = sum(ps.meta.fit_seconds.values()) if ps.meta.fit_seconds else None
-    return Scored(ps.name, ps.meta.learner, is_stack(ps), pred, rounded, thresholded, seconds)
-
-
-def _interval(essays: Essays, levels: np.ndarray) -> tuple[float, float]:
-    return bootstrap_interval(
-        essays.scores,
-        levels,
-        prompts=essays.prompts,
-        scales=essays.scales,
-        n_boot=N_BOOT,
-        seed=SEED,
+    y, prompts, scales = essays.scores, essays.prompts, essays.scales
+    used = settings or Scoring()
+    cuts = _stack_cuts(ps)
+    if cuts is not None:
+        used = Scoring.of(ps.meta.config)
+        levels = stack_levels(pred, prompts, folds, scales, *cuts)
+    else:
+        levels = learner_levels(y, pred, prompts, folds, scales, used)
+    return Scored(
+        ps.name,
+        ps.meta.learner,
+        is_stack(ps),
+        pred,
+        levels["plain"],
+        levels["cross"],
+        timing(ps.meta),
+        used,
     )
 
 
 def leaderboard(scored: Sequence[Scored], essays: Essays) -> list[LeaderboardRow]:
     """One row per prediction file, best cross-fitted thresholded QWK first."""
-    y, prompts, scales = essays.scores, essays.prompts, essays.scales
-    rows = [
-        LeaderboardRow(
-            name=s.name,
-            learner=s.learner,
-            is_stack=s.is_stack,
-            n=len(y),
-            qwk_rounded=headline_qwk(y, s.rounded, prompts, scales),
-            ci_rounded=_interval(essays, s.rounded),
-            qwk_thresholded=headline_qwk(y, s.thresholded, prompts, scales),
-            ci_thresholded=_interval(essays, s.thresholded),
-            seconds=s.seconds,
+    rows = []
+    for s in scored:
+        numbers = qwk_numbers(
+            essays.scores,
+            {"plain": s.rounded, "cross": s.thresholded},
+            essays.prompts,
+            essays.scales,
+            n_boot=s.scoring.n_boot,
+            seed=s.scoring.seed,
         )
-        for s in scored
-    ]
+        rows.append(
+            LeaderboardRow(
+                name=s.name,
+                learner=s.learner,
+                is_stack=s.is_stack,
+                n=len(essays.scores),
+                qwk_rounded=numbers["plain"],
+                ci_rounded=tuple(numbers["plain_ci"]),
+                qwk_thresholded=numbers["cross"],
+                ci_thresholded=tuple(numbers["cross_ci"]),
+                timing=s.timing,
+            )
+        )
     return sorted(rows, key=lambda r: (-r.qwk_thresholded, -r.qwk_rounded, r.name))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -77,27 +78,89 @@ def correlation_png(names: Sequence[str], matrix: np.ndarray) -> bytes:
     return _png(fig)
 
 
-def per_prompt_png(series: Mapping[str, Mapping[str, float]], minimum: float) -> bytes:
-    """Horizontal bars of QWK per prompt, one bar per model in ``series``, with the minimum."""
-    prompts = sorted({p for values in series.values() for p in values})
-    n_series = len(series)
-    height = 0.8 / max(n_series, 1)
-    fig = Figure(figsize=(9, 1.2 + 0.32 * len(prompts) * max(n_series, 1)), layout="constrained")
+COMPACT_AFTER = 15
+"""Past this many prompts the per-prompt figure draws dots on thin rows instead of bars."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    prompt: str
+    n: int
+    label: str
+    small: bool
+
+
+def prompt_rows(
+    series: Mapping[str, Mapping[str, float]], counts: Mapping[str, int], small_n: int
+) -> list[PromptRow]:
+    """Prompts in the figure's order: best QWK of the first series first (then more essays),
+    each labelled with its essay count; prompts under ``small_n`` essays are marked small."""
+    first = next(iter(series.values()), {})
+    prompts = {p for values in series.values() for p in values}
+
+    def key(p: str) -> tuple[float, int, str]:
+        value = first.get(p, np.nan)
+        return (-value if np.isfinite(value) else np.inf, -counts.get(p, 0), p)
+
+    rows = []
+    for p in sorted(prompts, key=key):
+        n = counts.get(p, 0)
+        small = n < small_n
+        rows.append(PromptRow(p, n, f"{p} (n={n}{', too few' if small else ''})", small))
+    return rows
+
+
+def per_prompt_png(
+    series: Mapping[str, Mapping[str, float]],
+    counts: Mapping[str, int],
+    minimum: float,
+    small_n: int,
+) -> bytes:
+    """QWK per prompt for each model in ``series``, best prompt first, with the minimum line.
+
+    Up to :data:`COMPACT_AFTER` prompts: labelled bars. More (ELLIPSE has 44): one thin row per
+    prompt with a dot per model, so the figure stays a screen or two high. Prompts with fewer
+    than ``small_n`` essays are drawn hollow and say so: their QWK is noise.
+    """
+    rows = prompt_rows(series, counts, small_n)
+    compact = len(rows) > COMPACT_AFTER
+    n_series = max(len(series), 1)
+    per_row = 0.2 if compact else 0.32 * n_series
+    fig = Figure(figsize=(9, 1.4 + per_row * len(rows)), layout="constrained")
     ax = fig.subplots()
-    y = np.arange(len(prompts))
+    y = np.arange(len(rows))
+    small = np.array([r.small for r in rows], dtype=bool)
+    height = 0.8 / n_series
     for s, (label, values) in enumerate(series.items()):
-        offset = (s - (n_series - 1) / 2) * height
-        qwks = [values.get(p, np.nan) for p in prompts]
-        bars = ax.barh(y + offset, qwks, height=height, label=label, color=PALETTE[s % 4])
-        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+        qwks = np.array([values.get(r.prompt, np.nan) for r in rows])
+        color = PALETTE[s % len(PALETTE)]
+        if compact:
+            ax.scatter(qwks[~small], y[~small], color=color, s=18, label=label, zorder=3)
+            ax.scatter(qwks[small], y[small], facecolors="none", edgecolors=color, s=18, zorder=3)
+        else:
+            offset = (s - (n_series - 1) / 2) * height
+            bars = ax.barh(y + offset, qwks, height=height, label=label, color=color)
+            for bar, is_small in zip(bars, small, strict=True):
+                if is_small:
+                    bar.set_alpha(0.35)
+                    bar.set_hatch("//")
+            ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+    if compact:
+        ax.grid(axis="y", color="#eeeeee", linewidth=0.8)
     ax.axvline(
         minimum, color="#888888", linestyle="--", linewidth=1, label=f"{minimum:.2f} minimum"
     )
-    ax.set_yticks(y, prompts)
-    ax.invert_yaxis()
+    ax.set_yticks(y, [r.label for r in rows], fontsize=7 if compact else 9)
+    for tick, row in zip(ax.get_yticklabels(), rows, strict=True):
+        if row.small:
+            tick.set_color("#9aa5b1")
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, 1.08)
-    ax.set_xlabel("QWK (cross-fitted thresholds)")
-    ax.legend(loc="lower right", fontsize=8)
+    shape = "hollow dots" if compact else "faded bars"
+    ax.set_xlabel(
+        f"QWK (cross-fitted thresholds); {shape}: fewer than {small_n} essays, too few to judge"
+    )
+    ax.legend(loc="lower left", fontsize=8)
     return _png(fig)
 
 

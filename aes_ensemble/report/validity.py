@@ -6,16 +6,17 @@ any subgroup of writers. Pure functions on arrays; the report renders their rows
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import NO_PROMPT, finite_array, finite_pair, qwk
-from aes_ensemble.scales import ScoreScales
+from aes_ensemble.metrics import NO_PROMPT, ScalesLike, as_scales, finite_array, finite_pair, qwk
 
 SMD_LIMIT_OVERALL = 0.15
+SMD_LIMIT_PROMPT = SMD_LIMIT_OVERALL
+"""Each prompt is a task of its own, judged like the whole set, not like a subgroup of writers."""
 SMD_LIMIT_SUBGROUP = 0.10
 DEGRADATION_LIMIT = 0.10
 QWK_MINIMUM = 0.70
@@ -123,7 +124,7 @@ def smd_table(
     rows = [_smd_row(None, ALL, m, h, SMD_LIMIT_OVERALL)]
     columns: list[tuple[str, object, float]] = []
     if prompts is not None:
-        columns.append(("prompt", prompts, SMD_LIMIT_OVERALL))
+        columns.append(("prompt", prompts, SMD_LIMIT_PROMPT))
     columns += [(c, v, SMD_LIMIT_SUBGROUP) for c, v in (subgroups or {}).items()]
     for column, values, limit in columns:
         labels = _labels(values, len(h), column)
@@ -131,6 +132,23 @@ def smd_table(
             mask = labels == group
             rows.append(_smd_row(column, group, m[mask], h[mask], limit))
     return rows
+
+
+def smd_limits(rows: Sequence[SmdRow]) -> list[tuple[float, list[str]]]:
+    """Which limit applies to which rows, read from the rows themselves (largest limit first):
+    ``[(0.15, ["all essays", "each prompt"]), (0.10, ["each gender group", ...])]``."""
+    by_limit: dict[float, list[str]] = {}
+    for r in rows:
+        what = (
+            "all essays"
+            if r.column is None
+            else "each prompt"
+            if r.column == "prompt"
+            else f"each {r.column} group"
+        )
+        if what not in by_limit.setdefault(r.limit, []):
+            by_limit[r.limit].append(what)
+    return sorted(by_limit.items(), reverse=True)
 
 
 def _agreement(prompt: str, n: int, hm: float, hh: float) -> AgreementRow:
@@ -146,7 +164,7 @@ def agreement_table(
     rater1: object,
     rater2: object,
     prompts: object,
-    scales: ScoreScales,
+    scales: ScalesLike,
 ) -> list[AgreementRow]:
     """Per prompt: QWK of the machine against the resolved human score (on the prompt's scale)
     next to the QWK of the two human raters (on their own range, which for some ASAP prompts is
@@ -156,6 +174,7 @@ def agreement_table(
     Only essays with both ratings count. The ``(all)`` row is the mean of the per-prompt values
     with per-prompt scales (the ASAP protocol), else one QWK over all those essays.
     """
+    scales = as_scales(scales)
     h = finite_array(human, "human scores")
     m = finite_array(machine, "machine scores")
     r1 = np.asarray(rater1, dtype=float).ravel()
