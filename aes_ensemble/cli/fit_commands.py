@@ -72,7 +72,10 @@ def fit_base(
         str, typer.Option("--fold", "-f", help="'all', a fold number, or numbers like 0,2.")
     ] = "all",
     workdir: WorkdirOption = Path(),
-    progress: Annotated[bool, typer.Option(help="A live bar in a terminal; --no-progress: plain lines every few seconds.")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(help="A live bar in a terminal; --no-progress: plain lines now and then."),
+    ] = True,
 ) -> None:
     """Fit base learner NAME on each fold; folds finished with the same config and data are
     skipped."""
