@@ -8,7 +8,7 @@ everything downstream works on plain arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,8 @@ from aes_ensemble.store import (
     prediction_digest,
 )
 
+LENGTH_FEATURE = "log_words"
+
 
 @dataclass(frozen=True)
 class StackData:
@@ -31,7 +33,8 @@ class StackData:
     ``X``/``X_test``: meta-features; ``base``/``base_test``: each learner's ``pred`` on the score
     scale (column ``j`` is ``names[j]``); ``y`` scores; ``folds`` the outer folds taken from the
     OOF files; ``inputs`` what each learner's file was when read (:func:`input_record`) and
-    ``data_hash`` the essays' fingerprint, so a stack can later tell that it went stale.
+    ``data_hash`` the essays' fingerprint, so a stack can later tell that it went stale;
+    ``proba_columns`` the ``proba_*`` columns each learner contributes to ``X``.
     """
 
     names: list[str]
@@ -50,6 +53,7 @@ class StackData:
     test_prompts: np.ndarray | None = None
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     data_hash: str = ""
+    proba_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def n_pred_features(self) -> int:
@@ -146,7 +150,42 @@ def build_stack_data(
         test_prompts=test_prompts,
         inputs={ps.name: input_record(ps) for ps in sets},
         data_hash=data_hash,
+        proba_columns=proba_columns(sets, proba),
     )
+
+
+def feature_names(
+    names: Sequence[str], columns: Mapping[str, Sequence[str]], extra_names: Sequence[str]
+) -> list[str]:
+    """Names of the meta-feature columns, in the order :func:`meta_features` builds them;
+    ``columns``: the ``proba_*`` columns each learner contributes."""
+    out = list(names)
+    for name in names:
+        out.extend(f"{name}:{column}" for column in columns.get(name, ()))
+    return out + list(extra_names)
+
+
+def essay_features(texts: Sequence[str], length: bool) -> tuple[np.ndarray | None, list[str]]:
+    """The extra essay features the stack config asks for, and their names."""
+    if not length:
+        return None, []
+    return length_features(texts), [LENGTH_FEATURE]
+
+
+def meta_features(
+    base: np.ndarray,
+    prompts: np.ndarray,
+    scales: ScoreScales,
+    proba: Sequence[np.ndarray] = (),
+    extra: np.ndarray | None = None,
+) -> np.ndarray:
+    """The meta-feature matrix: each learner's ``pred`` normalised per scale, then the proba
+    blocks (one per learner, in learner order), then the essay features. Training rows, test
+    rows and a saved stack scoring new essays all go through here, so they cannot drift."""
+    blocks = [_normalised(base, prompts, scales), *proba]
+    if extra is not None:
+        blocks.append(np.asarray(extra, dtype=float).reshape(len(base), -1))
+    return np.hstack(blocks)
 
 
 def _features(
@@ -160,20 +199,24 @@ def _features(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Score-scale preds, the meta-feature matrix and its column names for aligned rows."""
     base = np.column_stack([f["pred"].to_numpy() for f in frames])
-    blocks = [_normalised(base, prompts, scales)]
-    names = [ps.name for ps in sets]
-    if proba:
-        for ps, frame in zip(sets, frames, strict=True):
-            for column in ps.proba_columns:
-                blocks.append(frame[column].to_numpy()[:, None])
-                names.append(f"{ps.name}:{column}")
-    if extra is not None:
-        blocks.append(np.asarray(extra, dtype=float).reshape(len(base), -1))
-        names.extend(extra_names)
-    X = np.hstack(blocks)
+    columns = proba_columns(sets, proba)
+    blocks = [
+        frame.select(columns[ps.name]).to_numpy().astype(float)
+        for ps, frame in zip(sets, frames, strict=True)
+        if columns.get(ps.name)
+    ]
+    X = meta_features(base, prompts, scales, blocks, extra)
+    names = feature_names([ps.name for ps in sets], columns, extra_names)
     if X.shape[1] != len(names):
         raise AesError(f"{X.shape[1]} meta-features but {len(names)} feature names")
     return base, X, names
+
+
+def proba_columns(sets: Sequence[PredictionSet], proba: bool) -> dict[str, tuple[str, ...]]:
+    """The ``proba_*`` columns each learner contributes (none unless ``proba``)."""
+    if not proba:
+        return {}
+    return {ps.name: tuple(ps.proba_columns) for ps in sets if ps.proba_columns}
 
 
 def _normalised(base: np.ndarray, prompts: np.ndarray, scales: ScoreScales) -> np.ndarray:

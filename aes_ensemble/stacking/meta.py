@@ -173,13 +173,17 @@ class MajorityVote(_PoorScoreRegressor):
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False)
-        values = np.sort(np.round(X, 9), axis=1)
-        counts = (values[:, :, None] == values[:, None, :]).sum(axis=2)
-        median = np.median(values, axis=1, keepdims=True)
-        distance = np.where(counts == counts.max(axis=1, keepdims=True), 0.0, np.inf)
-        distance = distance + np.abs(values - median)
-        return values[np.arange(len(values)), np.argmin(distance, axis=1)]
+        return majority_vote(validate_data(self, X, reset=False))
+
+
+def majority_vote(X: np.ndarray) -> np.ndarray:
+    """:class:`MajorityVote`'s rule on a matrix (a saved stack applies it without the class)."""
+    values = np.sort(np.round(X, 9), axis=1)
+    counts = (values[:, :, None] == values[:, None, :]).sum(axis=2)
+    median = np.median(values, axis=1, keepdims=True)
+    distance = np.where(counts == counts.max(axis=1, keepdims=True), 0.0, np.inf)
+    distance = distance + np.abs(values - median)
+    return values[np.arange(len(values)), np.argmin(distance, axis=1)]
 
 
 def _builtin(name: str, seed: int) -> Any:

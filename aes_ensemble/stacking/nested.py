@@ -11,7 +11,7 @@ meta-learners that were fitted on fold ``k``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,18 @@ def fold_thresholds_from_dict(data: Mapping[str, Any]) -> dict[int, Thresholds]:
         ) from None
 
 
+def level_features(
+    base: np.ndarray, prompts: np.ndarray, scales: ScoreScales, level_cuts: Sequence[Thresholds]
+) -> np.ndarray:
+    """Each base learner's ``pred`` cut into levels by its own cut points, normalised: what a
+    majority vote sees, in a run and in a saved stack alike."""
+    levels = [
+        scales.normalise(cuts.apply(base[:, j], prompts, scales), prompts)
+        for j, cuts in enumerate(level_cuts)
+    ]
+    return np.column_stack(levels)
+
+
 @dataclass
 class _Fitted:
     estimator: Any
@@ -126,11 +138,7 @@ class MetaFitter:
     ) -> np.ndarray:
         if not self.level_inputs:
             return X
-        levels = [
-            self.data.scales.normalise(cuts.apply(base[:, j], prompts, self.data.scales), prompts)
-            for j, cuts in enumerate(fitted.level_cuts)
-        ]
-        return np.column_stack(levels)
+        return level_features(base, prompts, self.data.scales, fitted.level_cuts)
 
     def predict(
         self, fitted: _Fitted, X: np.ndarray, base: np.ndarray, prompts: np.ndarray
@@ -151,7 +159,8 @@ class NestedResult:
     ``oof``: continuous OOF on the score scale; ``plain``/``insample``/``cross``: levels by plain
     rounding, by cut points fitted on all of ``oof`` and by cross-fitted cut points (fold ``k``
     cut by ``per_fold[k]``); ``thresholds``: the in-sample (final) cut points, applied to
-    ``test``; ``final``: the meta-learner fitted on every OOF row.
+    ``test``; ``final``: the meta-learner fitted on every OOF row and ``level_cuts`` the cut
+    points its inputs were cut by (majority vote: one per base learner; else empty).
     """
 
     oof: np.ndarray
@@ -164,6 +173,7 @@ class NestedResult:
     test: np.ndarray | None
     test_levels: np.ndarray | None
     seconds: float
+    level_cuts: tuple[Thresholds, ...] = ()
 
     def fold_thresholds(self) -> dict[str, Any]:
         """``per_fold`` as JSON, so the report re-applies the very cuts behind ``cross``."""
@@ -231,6 +241,7 @@ def nested_stack(
         test=test,
         test_levels=test_levels,
         seconds=time.perf_counter() - start,
+        level_cuts=tuple(final.level_cuts),
     )
 
 

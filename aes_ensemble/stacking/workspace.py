@@ -19,8 +19,9 @@ from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.folds import load_folds
 from aes_ensemble.io import atomic_path, ensure_writable, write_json_atomic
 from aes_ensemble.stacking.config import StackConfig
-from aes_ensemble.stacking.inputs import build_stack_data, length_features
+from aes_ensemble.stacking.inputs import build_stack_data, essay_features
 from aes_ensemble.stacking.lineage import check_stack_current, remake_command
+from aes_ensemble.stacking.model import build_stack_model, check_model_dir, stack_model_dir
 from aes_ensemble.stacking.nested import THRESHOLD_METHODS, fit_cuts
 from aes_ensemble.stacking.run import STACK_LEARNER, StackRun, run_stack
 from aes_ensemble.store import (
@@ -68,8 +69,9 @@ def _sources(essays: Essays) -> np.ndarray | None:
 
 
 def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Path]:
-    """Stack the workspace's learners; write the stack to ``oof/`` and its summary to
-    ``reports/<name>.json``. Returns the run and both paths.
+    """Stack the workspace's learners; write the stack to ``oof/``, its summary to
+    ``reports/<name>.json`` and the fitted stack (:class:`StackModel`, which scores new essays)
+    to ``base_models/<name>/``. Returns the run and the first two paths.
 
     Predictions made on other essays than the workspace's (the training or test file changed
     since) are refused, naming the learner and the command that remakes it; files from before
@@ -92,10 +94,11 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
     data_hash = data_fingerprint(train, test)
     sets = store.read_many(list(names), folds.hash)
     notes = [note for ps in sets for note in check_stack_current(store, ps, data_hash)]
-    extra = extra_test = None
-    if cfg.features.length:
-        extra = length_features(train.texts)
-        extra_test = None if test is None else length_features(test.texts)
+    model_dir = stack_model_dir(ws, cfg.output_name)
+    check_model_dir(model_dir)
+    ensure_writable(ws.base_models_dir)
+    extra, extra_names = essay_features(train.texts, cfg.features.length)
+    extra_test = None if test is None else essay_features(test.texts, cfg.features.length)[0]
     data = build_stack_data(
         sets,
         train.ids,
@@ -107,13 +110,15 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
         proba=cfg.features.proba,
         extra=extra,
         extra_test=extra_test,
-        extra_names=["log_words"] if cfg.features.length else (),
+        extra_names=extra_names,
         data_hash=data_hash,
     )
     run = replace(run_stack(data, cfg, sources=_sources(train)), notes=tuple(notes))
+    model = build_stack_model(run, cfg)
     path = write_predictions(target, run.predictions)
     summary_path = ws.reports_dir / f"{run.name}.json"
     write_json_atomic(summary_path, run.summary)
+    model.save(model_dir)
     return run, path, summary_path
 
 
