@@ -46,7 +46,13 @@ from aes_ensemble.fold_files import (
 )
 from aes_ensemble.folds import Folds, load_folds
 from aes_ensemble.io import ensure_writable, is_main_process, remove_dead_temps, write_text_atomic
-from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction, learner_class
+from aes_ensemble.learners.base import (
+    Learner,
+    LearnerConfig,
+    Prediction,
+    learner_class,
+    write_scales,
+)
 from aes_ensemble.learners.failures import library_error
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.progress import Display as _Display
@@ -312,6 +318,7 @@ def _fit_fold(run: _Run, fold: int, display: _Display, prepare_seconds: float) -
     with _write_errors(where), fold_write(run.ws, run.name, fold) as out:
         learner.save(out.model_dir)
         write_text_atomic(out.model_dir / "config.yaml", dump_yaml(run.config))
+        write_scales(out.model_dir, run.train.scales)
         write_predictions(out.part, PredictionSet(pl.concat(frames), meta))
         record.write(out.model_dir)
         out.commit()

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from aes_ensemble.config import validate
+from aes_ensemble.config import read_yaml, validate
 from aes_ensemble.data import Essays, read_essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.features import (
@@ -31,6 +31,9 @@ from aes_ensemble.features import (
 )
 from aes_ensemble.features.embeddings import chunk_token_ids, load_model, resolve_model
 from aes_ensemble.features.handcrafted import feature_names
+from aes_ensemble.features.shared import shared_features
+from aes_ensemble.features.tfidf import shared_transform
+from aes_ensemble.sample import TEST, TRAIN, sample_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,6 +187,26 @@ def test_cache_without_directory_always_computes() -> None:
     assert compute.calls == [["x"], ["x"]]
 
 
+def test_cache_without_directory_shares_rows_within_a_scope(tmp_path: Path) -> None:
+    """Inside ``shared_features()`` each (kind, config key, text) is computed once, for every
+    cache without a directory and in nested blocks; nothing is written; a new block computes
+    afresh. A cache with a directory keeps to its files."""
+    compute = Counter()
+    with shared_features() as scope:
+        first = FeatureCache(None).get_or_compute("toy", "v1", ["aa", "b", "aa"], compute)
+        with shared_features() as inner:
+            assert inner is scope
+            again = FeatureCache(None).get_or_compute("toy", "v1", ["b", "ccc", "aa"], compute)
+        FeatureCache(None).get_or_compute("toy", "v2", ["aa"], compute)
+        FeatureCache(tmp_path).get_or_compute("toy", "v1", ["aa"], compute)
+    assert compute.calls == [["aa", "b"], ["ccc"], ["aa"], ["aa"]]
+    assert np.array_equal(again[[2, 0]], first[:2]) and first.dtype == np.float32
+    assert [p.parent.parent.name for p in tmp_path.rglob("shard-*.json")] == ["toy"]
+    with shared_features():
+        FeatureCache(None).get_or_compute("toy", "v1", ["aa"], compute)
+    assert compute.calls[-1] == ["aa"]
+
+
 def test_cache_rejects_changed_width_and_corrupt_shard(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path)
     cache.get_or_compute("toy", "v1", ["a"], Counter())
@@ -248,6 +271,59 @@ def test_tfidf_save_load_round_trip(tmp_path: Path, ellipse: Essays) -> None:
     y = loaded.transform(texts[150:])
     assert (x != y).nnz == 0
     assert loaded.feature_names() == names
+
+
+def _shipped_tfidf_configs() -> dict[str, TfidfConfig]:
+    """The TF-IDF section of each learner config the package ships, by config name."""
+    out = {}
+    for path in sorted((REPO / "aes_ensemble" / "configs").glob("*.yaml")):
+        section = read_yaml(path).get("features") or {}
+        if section.get("tfidf") is not None:
+            out[path.stem] = TfidfConfig.model_validate(section["tfidf"])
+    return out
+
+
+def test_the_package_ships_tfidf_configs() -> None:
+    assert {"ridge_tfidf", "lgbm", "xgb"} <= set(_shipped_tfidf_configs())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        *_shipped_tfidf_configs().values(),
+        TfidfConfig(min_df=1, max_features=300, lowercase=False, sublinear_tf=False),
+    ],
+    ids=[*_shipped_tfidf_configs(), "small-cased-linear"],
+)
+def test_shared_tfidf_equals_each_fitted_vectorizer(config: TfidfConfig) -> None:
+    """Three folds' vectorizers (different vocabularies and idf) inside one shared block give
+    exactly their own ``transform``, while each text is analysed once per analyzer setting."""
+    train = pl.read_csv(sample_path(TRAIN), infer_schema=False)["full_text"].to_list()
+    test = pl.read_csv(sample_path(TEST), infer_schema=False)["full_text"].to_list()
+    texts = [*test, "", "  Ünïcode\tTABS\r\n\n  ΣΑΣ, don't stop-words   ", test[0], "a"]
+    folds = [TfidfFeatures(config).fit(train[k::3]) for k in range(3)]
+    with shared_features() as scope:
+        for fitted in folds:
+            for v in fitted.vectorizers.values():
+                expected = sp.csr_matrix(v.transform(texts))
+                got = shared_transform(v, texts, scope)
+                assert got.dtype == expected.dtype == np.float32
+                assert got.shape == expected.shape
+                np.testing.assert_array_equal(got.indptr, expected.indptr)
+                np.testing.assert_array_equal(got.indices, expected.indices)
+                np.testing.assert_allclose(got.data, expected.data, rtol=0, atol=1e-12)
+            shared = fitted.transform(texts[::-1])  # the block's own path, other row order
+            assert (
+                abs(
+                    shared
+                    - sp.csr_matrix(
+                        sp.hstack([v.transform(texts[::-1]) for v in fitted.vectorizers.values()])
+                    )
+                ).max()
+                <= 1e-12
+            )
+    assert len(scope.ngrams) == len(config.ranges())  # one count per analyzer, not per fold
+    assert all(len(counts) == len(set(texts)) for counts in scope.ngrams.values())
 
 
 def test_tfidf_config_is_validated() -> None:

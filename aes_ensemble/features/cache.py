@@ -5,6 +5,7 @@ Layout: ``<cache_dir>/<kind>/<config_key>/`` holds immutable shards, each a pair
 index is written after the array and is the commit marker, so a reader never sees half a shard.
 Every writer adds its own new shard and never rewrites one, so two processes filling the same
 folder at once (two folds fitted in parallel) lose nothing; readers merge all shards. No pickles.
+Without a directory, rows live in memory for the enclosing ``shared.shared_features()`` block.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from aes_ensemble.errors import AesError
+from aes_ensemble.features.shared import active
 from aes_ensemble.io import write_json_atomic, write_npy_atomic
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -35,10 +37,22 @@ def _folder_name(name: str) -> str:
     return "h-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
 
 
+def _missing(
+    known: Mapping[str, np.ndarray], hashes: list[str], texts: list[str]
+) -> dict[str, str]:
+    """Text hash -> text of each distinct text ``known`` lacks, in order of first occurrence."""
+    missing: dict[str, str] = {}
+    for h, t in zip(hashes, texts, strict=True):
+        if h not in known and h not in missing:
+            missing[h] = t
+    return missing
+
+
 class FeatureCache:
     """Cache of float32 feature rows keyed by (kind, config_key, sha256 of the text).
 
-    ``cache_dir=None`` disables caching: ``get_or_compute`` then just computes.
+    ``cache_dir=None`` caches nothing on disk: ``get_or_compute`` computes, keeping rows only for
+    the enclosing ``shared_features()`` block, if any.
     """
 
     def __init__(self, cache_dir: Path | str | None) -> None:
@@ -62,15 +76,20 @@ class FeatureCache:
 
         Repeated texts are computed once. ``compute`` must return one row per text it is given.
         """
-        hashes = [text_hash(t) for t in texts]
-        if self.cache_dir is None:
+        scope = active() if self.cache_dir is None else None
+        if self.cache_dir is None and (scope is None or not texts):
             return self._checked(compute(list(texts)), len(texts), kind)
+        hashes = [text_hash(t) for t in texts]
+        if scope is not None:
+            known = scope.rows.setdefault((kind, config_key), {})
+            missing = _missing(known, hashes, texts)
+            if missing:
+                new = self._checked(compute(list(missing.values())), len(missing), kind)
+                known.update(zip(missing, new, strict=True))
+            return np.stack([known[h] for h in hashes])
         folder = self.folder(kind, config_key)
         known = self._index(folder)
-        missing: dict[str, str] = {}
-        for h, t in zip(hashes, texts, strict=True):
-            if h not in known and h not in missing:
-                missing[h] = t
+        missing = _missing(known, hashes, texts)
         if missing:
             new = self._checked(compute(list(missing.values())), len(missing), kind)
             self._write_shard(folder, kind, config_key, list(missing), new)

