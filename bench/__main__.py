@@ -2,11 +2,13 @@
 
     python -m bench --asap ../shared/data/asap-aes --ellipse ../shared/data/ellipse \
         [--learners ridge_tfidf,lgbm,xgb,svr_emb] [--metas ridge,nnls,hill] \
-        [--cache DIR] [--out docs] [--skip-speed]
+        [--cache DIR] [--out docs] [--skip-speed] [--score [--score-learners ridge_tfidf,lgbm,xgb]]
 
 Each dataset gets its own workspace under ``bench/runs/<dataset>/`` (git-ignored), so a rerun
 reuses finished folds. ``--cache`` points the workspaces at a feature cache (MiniLM embeddings are
-the slow part on a CPU). Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
+the slow part on a CPU). ``--score`` adds the scoring section (bench/bench_score.py: a bundle of
+the demo stack scoring ELLIPSE); run alone (``--score --skip-speed``, no dataset), it keeps the
+other sections' saved results. Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 """
 
 from __future__ import annotations
@@ -280,7 +282,25 @@ def markdown(results: dict[str, Any]) -> str:
                 f"(nested CV {t['nested_cv_seconds']} s)"
             )
         lines.append("")
+    if "score" in results:
+        from bench import bench_score
+
+        lines += bench_score.markdown(results["score"])
     return "\n".join(lines)
+
+
+def _with_saved_sections(out: Path, results: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A run of the scoring section alone replaces that section only: in the saved JSON, and in
+    the page, whose other sections may carry notes written by hand."""
+    from bench import bench_score
+
+    json_path, page_path = out / "benchmarks.json", out / "benchmarks.md"
+    if not (json_path.is_file() and page_path.is_file()):
+        return results, markdown(results)
+    saved = json.loads(json_path.read_text(encoding="utf-8"))
+    head = page_path.read_text(encoding="utf-8").split(bench_score.HEADING)[0].rstrip("\n")
+    section = "\n".join(bench_score.markdown(results["score"]))
+    return {**saved, "score": results["score"]}, f"{head}\n\n{section}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT.parent / "docs")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--score", action="store_true", help="Time scoring with a bundle.")
+    parser.add_argument("--score-learners", default="ridge_tfidf,lgbm,xgb")
     parser.add_argument(
         "--render", action="store_true", help="Only rewrite benchmarks.md from benchmarks.json."
     )
@@ -327,10 +349,20 @@ def main(argv: list[str] | None = None) -> int:
         results["datasets"]["asap"]["human_human"] = human_agreement(args.asap)
     if not args.skip_speed:
         results["speed"] = speed(texts, args.ellipse)
+    if args.score:
+        from bench import bench_score
+
+        essays = ellipse_file(args.ellipse) if args.ellipse else bench_score.ELLIPSE
+        learners = [n for n in args.score_learners.split(",") if n]
+        section = bench_score.run(learners, essays_path=essays)
+        results["score"] = {**section, "machine": results["machine"], "command": results["command"]}
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    page = markdown(results)
+    if "score" in results and not results["datasets"] and "speed" not in results:
+        results, page = _with_saved_sections(args.out, results)
     write_json_atomic(args.out / "benchmarks.json", results)
-    write_text_atomic(args.out / "benchmarks.md", markdown(results))
+    write_text_atomic(args.out / "benchmarks.md", page)
     print(f"wrote {args.out / 'benchmarks.md'}")
     return 0
 

@@ -114,10 +114,20 @@ def command() -> Any:
         demo_commands,
         fit_commands,
         report_commands,
+        score_commands,
+        serve_commands,
         stack_commands,
     )
 
-    for module in (data_commands, fit_commands, stack_commands, report_commands, demo_commands):
+    for module in (
+        data_commands,
+        fit_commands,
+        stack_commands,
+        report_commands,
+        demo_commands,
+        score_commands,
+        serve_commands,
+    ):
         module.register(app)
     built = typer.main.get_command(app)
     _plain_placeholders(built)

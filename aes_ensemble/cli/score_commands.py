@@ -1,0 +1,104 @@
+"""``score`` and ``export``: a fitted stack scores new essays, here or on another machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import polars as pl
+import typer
+
+from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
+from aes_ensemble.data import FORMATS, detect_role, read_essays
+from aes_ensemble.errors import AesError
+from aes_ensemble.io import atomic_path, ensure_writable
+from aes_ensemble.metrics import headline_qwk
+
+StackOption = Annotated[
+    str | None,
+    typer.Option("--stack", help="The stack to use (default: the only stack in oof/)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score)
+    app.command("export")(export)
+
+
+def score(
+    essays: Annotated[
+        Path, typer.Argument(help="Essays file (CSV, or ASAP's TSV); scores optional.")
+    ],
+    workdir: WorkdirOption = Path(),
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="A bundle folder from `aes-ensemble export` (instead of -w)."),
+    ] = None,
+    stack_name: StackOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write essay_id,score.")
+    ] = Path("scores.csv"),
+    explain: Annotated[
+        bool, typer.Option(help="Add the continuous prediction and one column per learner.")
+    ] = False,
+    data_format: Annotated[
+        str, typer.Option("--format", help=f"File format: {', '.join(FORMATS)}.")
+    ] = "auto",
+    progress: Annotated[
+        bool, typer.Option(help="Show each learner's progress and pace (essays/s).")
+    ] = True,
+) -> None:
+    """Score an essays file with a workspace's stack or a bundle; print QWK where the file has
+    scores."""
+    from aes_ensemble.scoring import Ensemble  # the learners' libraries load only when used
+
+    if output.is_dir():
+        raise AesError(
+            f"is a folder; name the file to write (e.g. -o {output / 'scores.csv'})", path=output
+        )
+    if bundle is not None:
+        ensemble = Ensemble.from_bundle(bundle, stack_name)
+    else:
+        ensemble = Ensemble.load(workspace(workdir).root, stack_name)
+    for note in ensemble.notes:
+        err_console.print(f"note: {note}", markup=False)
+    role = detect_role(essays, data_format=data_format)
+    items = read_essays(essays, role=role, data_format=data_format, scales=ensemble.scales)
+    ensure_writable(output.parent)
+    result = ensemble.score(items, explain=explain, progress=progress)
+    levels = result["score"].to_numpy()
+    table = result.with_columns(pl.Series("score", [f"{v:g}" for v in levels], dtype=pl.String))
+    with atomic_path(output) as tmp:
+        table.write_csv(tmp)
+    counts = dict(zip(*np.unique(levels, return_counts=True), strict=True))
+    spread = ", ".join(f"{k:g}: {v}" for k, v in sorted(counts.items()))
+    console.print(
+        f"wrote {output}: {len(levels)} essays scored by '{ensemble.stack_name}' ({spread})",
+        markup=False,
+    )
+    if role == "train":
+        value = headline_qwk(items.scores, levels, items.prompts, ensemble.scales)
+        console.print(f"QWK against the file's scores: {value:.4f}", markup=False)
+
+
+def export(
+    out: Annotated[Path, typer.Argument(help="New folder to write the bundle into.")],
+    workdir: WorkdirOption = Path(),
+    stack_name: StackOption = None,
+    half: Annotated[
+        bool,
+        typer.Option(
+            help="Store transformer and embedding weights in fp16: half the size, scores "
+            "move a little."
+        ),
+    ] = False,
+) -> None:
+    """Write a bundle: what scoring needs (fold models, stack, weights) and a manifest with the
+    sha256 of every file, for `aes-ensemble score --bundle` on another machine."""
+    from aes_ensemble.scoring import export_bundle
+
+    path = export_bundle(workspace(workdir), out, stack=stack_name, half=half)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    count = sum(1 for p in path.rglob("*") if p.is_file())
+    console.print(f"wrote {path}: {count} files, {size / 1e6:.1f} MB", markup=False)
