@@ -20,7 +20,6 @@ live process fitting another fold at the same time are left alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -30,6 +29,7 @@ from aes_ensemble.errors import AesError
 from aes_ensemble.io import (
     dead_leftovers,
     make_temp_dir,
+    read_json_file,
     remove,
     remove_dead_temps,
     temp_sibling,
@@ -82,18 +82,9 @@ def read_record(directory: Path) -> FoldRecord | None:
     """The fold's ``done.json``; None when absent; ``DamagedRecordError`` naming the file and the
     fault when it is not UTF-8, not JSON, or lacks a key of the right type."""
     path = directory / DONE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    data = read_json_file(path, error=DamagedRecordError)
+    if data is None:
         return None
-    except OSError as exc:
-        raise DamagedRecordError(f"cannot be read ({exc.strerror})", path=path) from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise DamagedRecordError("is not UTF-8 text", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise DamagedRecordError(f"is not JSON ({exc.msg}, line {exc.lineno})", path=path) from None
     if not isinstance(data, dict):
         raise DamagedRecordError("is not a JSON object", path=path)
     for f in fields(FoldRecord):

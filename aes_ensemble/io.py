@@ -122,6 +122,23 @@ def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
+def read_json_file(path: Path, *, fix: str = "", error: type[AesError] = AesError) -> Any:
+    """A JSON file the toolkit wrote, or None where it is absent; ``error`` naming the file (and
+    ``fix``, what to do) where it cannot be read, is not UTF-8 or is not JSON."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"cannot be read ({exc.strerror}){fix}", path=path) from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"is not UTF-8 text{fix}", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise error(f"is not JSON ({exc.msg}, line {exc.lineno}){fix}", path=path) from None
+
+
 def ensure_writable(folder: Path) -> None:
     """Create ``folder`` if needed and prove a file can be made in it, so a command fails in
     one line before its long work rather than after it."""

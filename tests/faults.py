@@ -5,6 +5,9 @@
     after the call runs: a ``kill -9`` at a chosen stage, with nothing cleaned up.
 (b) ``fail_writes``: make every temporary write whose file name contains a given text fail
     with ``OSError(ENOSPC)`` after writing a few bytes, as a full disk does.
+(c) ``reachable_folder``, ``make_read_only`` and ``run_read_only``: a workspace nobody may write,
+    and a command run against it as a user the permissions hold for (root writes through chmod,
+    so as root the command runs as ``nobody``).
 
 Run as a script, this file is the launcher of (a):
 ``python tests/faults.py MODULE:NAME NTH before|after -- ARGS...``.
@@ -15,10 +18,13 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,3 +131,53 @@ def fail_writes(monkeypatch: pytest.MonkeyPatch, name_part: str) -> list[Path]:
 
 if __name__ == "__main__":
     sys.exit(_launch(sys.argv[1:]))
+
+
+NOBODY = 65534
+
+
+@contextmanager
+def reachable_folder() -> Iterator[Path]:
+    """A temporary folder another user can enter (pytest's own are 0700 for root)."""
+    folder = Path(tempfile.mkdtemp(prefix="aes-readonly-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_read_only(root: Path) -> None:
+    """Folders 0555 and files 0444 under ``root``, ``root`` included."""
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def run_read_only(args: Sequence[str | Path], home: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` as a user the permissions hold for (``nobody`` when we are root); skip the
+    test, with the reason, where this machine cannot start a process as another user."""
+    import pytest
+
+    drop: Callable[[], None] | None = None
+    if os.geteuid() == 0:
+
+        def drop() -> None:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+
+    env = {**os.environ, "HOME": str(home), "COLUMNS": "200"}
+    try:
+        return subprocess.run(
+            [str(a) for a in args],
+            capture_output=True,
+            text=True,
+            env=env,
+            preexec_fn=drop,  # the test process is single-threaded
+            timeout=120,
+            check=False,
+        )
+    except (PermissionError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot run a process as another user here ({exc})")

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import CliResult
-from faults import fail_writes, run_killed
+from faults import fail_writes, make_read_only, reachable_folder, run_killed, run_read_only
 
 from aes_ensemble.data import data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
@@ -233,40 +232,14 @@ def test_ensure_writable_creates_the_folder(tmp_path: Path) -> None:
 
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A folder another user can reach (pytest's own tmp folders are 0700 for root)."""
-    folder = Path(tempfile.mkdtemp(prefix="aes-readonly-"))
-    folder.chmod(0o755)
-    yield folder
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o755)
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
+    with reachable_folder() as folder:
+        yield folder
 
 
 def test_read_only_workspace_fails_in_one_line_before_fitting(shared_dir: Path) -> None:
     root = build_workspace(shared_dir / "ws")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    drop = None
-    if os.geteuid() == 0:  # root writes through chmod: run as nobody instead
-
-        def drop() -> None:
-            os.setgid(65534)
-            os.setuid(65534)
-
-    env = {**os.environ, "HOME": str(shared_dir), "COLUMNS": "200"}
-    try:
-        result = subprocess.run(
-            [*CLI, "fit-base", "ridge", "-w", str(root), "--no-progress"],
-            capture_output=True,
-            text=True,
-            env=env,
-            preexec_fn=drop,  # the test process is single-threaded
-            timeout=120,
-            check=False,
-        )
-    except (PermissionError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot run a process as another user here ({exc})")
+    make_read_only(root)
+    result = run_read_only([*CLI, "fit-base", "ridge", "-w", root, "--no-progress"], shared_dir)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert f"{root / 'base_models' / 'ridge'}: cannot write here (read-only" in result.stderr

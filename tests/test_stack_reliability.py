@@ -8,18 +8,16 @@ predictions of quick models, written through the store API as a learner would wr
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from faults import make_read_only, reachable_folder, run_read_only
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 
@@ -515,40 +513,15 @@ def test_stack_with_an_empty_store_says_what_to_do(run_cli, ws_dir: Path) -> Non
 
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A folder another user can reach (pytest's own tmp folders are 0700 for root)."""
-    folder = Path(tempfile.mkdtemp(prefix="aes-readonly-"))
-    folder.chmod(0o755)
-    yield folder
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o755)
-    shutil.rmtree(folder, ignore_errors=True)
+    with reachable_folder() as folder:
+        yield folder
 
 
 def test_read_only_store_fails_before_stacking(template: Path, shared_dir: Path) -> None:
     root = Path(shutil.copytree(template, shared_dir / "ws"))
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    drop: Callable[[], None] | None = None
-    if os.geteuid() == 0:  # root writes through chmod: run as nobody instead
-
-        def drop() -> None:
-            os.setgid(65534)
-            os.setuid(65534)
-
-    env = {**os.environ, "HOME": str(shared_dir)}
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "aes_ensemble.cli.main", "stack", "-w", str(root)],
-            capture_output=True,
-            text=True,
-            env=env,
-            preexec_fn=drop,  # the test process is single-threaded
-            timeout=120,
-            check=False,
-        )
-    except (PermissionError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot run a process as another user here ({exc})")
+    make_read_only(root)
+    cli = [sys.executable, "-m", "aes_ensemble.cli.main", "stack", "-w", root]
+    result = run_read_only(cli, shared_dir)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: {root / 'oof'}: cannot write here"), result.stderr
     assert result.stderr.count("\n") == 1

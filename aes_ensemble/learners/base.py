@@ -8,7 +8,6 @@ the essays' own scale.
 from __future__ import annotations
 
 import importlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError, did_you_mean
-from aes_ensemble.io import write_json_atomic
+from aes_ensemble.io import read_json_file, write_json_atomic
 from aes_ensemble.scales import ScoreScales
 
 # Modules whose import registers learner kinds; imported lazily so torch loads only when needed.
@@ -135,16 +134,9 @@ def write_scales(directory: Path, scales: ScoreScales) -> None:
 def read_scales(directory: Path) -> ScoreScales | None:
     """The scales a fold folder records; None when it has none (fitted by an older version)."""
     path = directory / SCALES_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    data = read_json_file(path, fix=": refit the fold")
+    if data is None:
         return None
-    except OSError as exc:
-        raise AesError(f"cannot be read ({exc.strerror})", path=path) from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AesError("is not JSON text: refit the fold", path=path) from None
     if not isinstance(data, dict):
         raise AesError("is not a JSON object of default and per_prompt: refit the fold", path=path)
     try:
