@@ -5,7 +5,9 @@ Each fold owns its own files, ``base_models/NAME/fold_K/`` (model, ``config.yaml
 complete (``fold_files``), so a failed fit never harms the last good fold, an interrupted run
 resumes at the first unfinished fold and two processes fitting different folds never touch the
 same file. A fold is current while its config, folds and data fingerprint are the run's. Whoever
-finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk.
+finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk. ``fit_learner``
+fits one learner's folds in turn; ``aes_ensemble.tasks`` runs the same steps (``open_run``,
+``prepare_features``, ``fit_fold``, ``assemble``) as (learner, fold) tasks in other processes.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def load_learner_config(path: Path, overrides: Sequence[str] = ()) -> LearnerCon
     return validate(model, data, path=path, sources=override_sources(overrides))
 
 
-def _select(folds: str | Sequence[int], n_folds: int) -> list[int]:
+def select_folds(folds: str | Sequence[int], n_folds: int) -> list[int]:
     if isinstance(folds, str):
         if folds != "all":
             raise AesError(f"--fold '{folds}' must be 'all' or fold numbers", key="fold")
@@ -131,7 +133,7 @@ def _select(folds: str | Sequence[int], n_folds: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Run:
+class Run:
     """Everything a fold needs, loaded once per call."""
 
     ws: Workspace
@@ -155,7 +157,7 @@ class _Run:
         )
 
 
-def _fold_state(run: _Run, fold: int) -> tuple[FoldRecord | None, str]:
+def fold_state(run: Run, fold: int) -> tuple[FoldRecord | None, str]:
     """The record of a fold that is finished and current, else None and why it must be (re)fitted
     ("" for a fold never started)."""
     directory = run.model_dir(fold)
@@ -183,8 +185,8 @@ def _fold_state(run: _Run, fold: int) -> tuple[FoldRecord | None, str]:
     return done, ""
 
 
-def _missing(run: _Run) -> list[int]:
-    return [k for k in range(run.folds.n_folds) if _fold_state(run, k)[0] is None]
+def missing_folds(run: Run) -> list[int]:
+    return [k for k in range(run.folds.n_folds) if fold_state(run, k)[0] is None]
 
 
 def _scored_qwk(essays: Essays, pred: np.ndarray) -> float:
@@ -206,7 +208,7 @@ def _frame(essays: Essays, split: str, p: Prediction, fold: int | None) -> pl.Da
 
 
 def _meta(
-    run: _Run, fold_qwk: dict[str, float], seconds: dict[str, float], extra: dict[str, Any]
+    run: Run, fold_qwk: dict[str, float], seconds: dict[str, float], extra: dict[str, Any]
 ) -> PredictionMeta:
     return PredictionMeta(
         name=run.name,
@@ -250,7 +252,7 @@ def _write_errors(what: str) -> Iterator[None]:
         ) from exc
 
 
-def _prepare_features(run: _Run, display: _Display) -> float:
+def prepare_features(run: Run, display: _Display) -> float:
     """Cache per-essay features of train and test in one pass before the folds, so every fold
     (and every later run) reads the same values whatever order the folds run in; seconds."""
     start = time.perf_counter()
@@ -262,7 +264,7 @@ def _prepare_features(run: _Run, display: _Display) -> float:
     return round(time.perf_counter() - start, 3)
 
 
-def _fit_fold(run: _Run, fold: int, display: _Display, prepare_seconds: float) -> FoldResult:
+def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> FoldResult:
     """Fit and predict one fold, then swap its files in as one step (``fold_files``);
     ``prepare_seconds`` is recorded with it (the run's feature preparation, on its first fold)."""
     train_rows = np.flatnonzero(run.fold_of != fold)
@@ -325,7 +327,7 @@ def _fit_fold(run: _Run, fold: int, display: _Display, prepare_seconds: float) -
     return result
 
 
-def assemble(run: _Run) -> tuple[Path, float, bool]:
+def assemble(run: Run) -> tuple[Path, float, bool]:
     """Write ``oof/NAME.parquet`` from every fold's part unless it already holds them; returns
     the path, the overall OOF QWK and whether the file was (re)written."""
     parts = [
@@ -343,12 +345,12 @@ def assemble(run: _Run) -> tuple[Path, float, bool]:
     return path, overall, True
 
 
-def _open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> _Run:
+def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
     PredictionStore(ws.oof_dir).path(name)  # a name the store accepts, checked before any work
     config = load_learner_config(ws.config_path(name), overrides)
     train, test = load_workspace_dataset(ws)
     fold_set = load_folds(ws)
-    return _Run(
+    return Run(
         ws,
         name,
         config,
@@ -363,7 +365,7 @@ def _open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> _Run:
     )
 
 
-def _make_ready(run: _Run, display: _Display) -> None:
+def make_ready(run: Run, display: _Display) -> None:
     """Before any long work: the folders this run writes are writable, and what killed runs
     left half-done is repaired or deleted (never another live process's files)."""
     ws, name = run.ws, run.name
@@ -386,26 +388,26 @@ def fit_learner(
     folds already complete with the same config, folds and data, then assemble when all are
     done. A failed fold leaves the previous one as it was."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
-    run = _open_run(ws, name, overrides)
-    chosen = _select(folds, run.folds.n_folds)
+    run = open_run(ws, name, overrides)
+    chosen = select_folds(folds, run.folds.n_folds)
     display = _Display(name, len(chosen), progress)
     results: list[FoldResult] = []
     prepare_seconds = 0.0
     with display.running():
         if is_main_process():
-            _make_ready(run, display)
-        unfinished = set(_missing(run))
+            make_ready(run, display)
+        unfinished = set(missing_folds(run))
         todo = [k for k in chosen if k in unfinished]
         if todo:
             display.stage(todo[0], "per-essay features for all essays")
-            prepare_seconds = _prepare_features(run, display)
+            prepare_seconds = prepare_features(run, display)
         unrecorded = prepare_seconds  # attributed to the first fold fitted, so it counts once
         for fold in chosen:
-            done, why = _fold_state(run, fold)
+            done, why = fold_state(run, fold)
             if done is None:
                 if why:
                     display.note(why)
-                results.append(_fit_fold(run, fold, display, unrecorded))
+                results.append(fit_fold(run, fold, display, unrecorded))
                 unrecorded = 0.0
             else:
                 results.append(
@@ -419,7 +421,7 @@ def fit_learner(
                     )
                 )
             display.advance()
-        missing = _missing(run)
+        missing = missing_folds(run)
         path, overall, written = None, None, False
         if not missing and is_main_process():
             path, overall, written = assemble(run)

@@ -3,12 +3,15 @@
     python -m bench --asap ../shared/data/asap-aes --ellipse ../shared/data/ellipse \
         [--learners ridge_tfidf,lgbm,xgb,svr_emb] [--metas ridge,nnls,hill] \
         [--cache DIR] [--out docs] [--skip-speed] [--score [--score-learners ridge_tfidf,lgbm,xgb]]
+        [--scale [--scale-learners ridge_tfidf,lgbm,xgb] [--jobs 2]]
 
 Each dataset gets its own workspace under ``bench/runs/<dataset>/`` (git-ignored), so a rerun
 reuses finished folds. ``--cache`` points the workspaces at a feature cache (MiniLM embeddings are
 the slow part on a CPU). ``--score`` adds the scoring section (bench/bench_score.py: a bundle of
 the demo stack scoring ELLIPSE); run alone (``--score --skip-speed``, no dataset), it keeps the
-other sections' saved results. Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
+other sections' saved results. ``--scale`` adds the scaling section (bench/bench_scale.py: the
+learners' folds sequentially, with ``--jobs``, and on a local Ray cluster, on ASAP where
+``--asap`` is given). Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 """
 
 from __future__ import annotations
@@ -282,6 +285,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"(nested CV {t['nested_cv_seconds']} s)"
             )
         lines.append("")
+    if "scale" in results:
+        from bench import bench_scale
+
+        lines += bench_scale.markdown(results["scale"])
     if "score" in results:
         from bench import bench_score
 
@@ -317,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--score", action="store_true", help="Time scoring with a bundle.")
     parser.add_argument("--score-learners", default="ridge_tfidf,lgbm,xgb")
+    parser.add_argument("--scale", action="store_true", help="Time sequential, --jobs and Ray.")
+    parser.add_argument("--scale-learners", default="ridge_tfidf,lgbm,xgb")
+    parser.add_argument("--jobs", type=int, default=2, help="Workers of the scaling section.")
     parser.add_argument(
         "--render", action="store_true", help="Only rewrite benchmarks.md from benchmarks.json."
     )
@@ -356,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         learners = [n for n in args.score_learners.split(",") if n]
         section = bench_score.run(learners, essays_path=essays)
         results["score"] = {**section, "machine": results["machine"], "command": results["command"]}
+    if args.scale:
+        from bench import bench_scale
+
+        learners = [n for n in args.scale_learners.split(",") if n]
+        results["scale"] = bench_scale.run(learners, asap=args.asap, jobs=args.jobs)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     page = markdown(results)

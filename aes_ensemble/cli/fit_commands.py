@@ -1,4 +1,5 @@
-"""``aes-ensemble fit-base``: fit a base learner over the folds and print its summary."""
+"""``aes-ensemble fit-base``: fit base learners over the folds (one after another, several at
+once with ``--jobs``, or on a Ray cluster) and print a summary per learner."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from rich.table import Table
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
 from aes_ensemble.errors import AesError
 from aes_ensemble.runner import RunSummary, fit_learner
+from aes_ensemble.tasks import (
+    Backend,
+    LocalBackend,
+    check_prefixes,
+    fit_many,
+    learner_overrides,
+)
 
 
 def parse_folds(text: str) -> str | list[int]:
@@ -62,32 +70,24 @@ def summary_table(summary: RunSummary) -> Table:
     return table
 
 
-def fit_base(
-    name: Annotated[str, typer.Argument(help="Learner config: configs/NAME.yaml.")],
-    overrides: Annotated[
-        list[str] | None,
-        typer.Argument(help="Settings on top of the config, e.g. params.learning_rate=0.05."),
-    ] = None,
-    fold: Annotated[
-        str, typer.Option("--fold", "-f", help="'all', a fold number, or numbers like 0,2.")
-    ] = "all",
-    workdir: WorkdirOption = Path(),
-    progress: Annotated[
-        bool,
-        typer.Option(help="A live bar in a terminal; --no-progress: plain lines now and then."),
-    ] = True,
-) -> None:
-    """Fit base learner NAME on each fold; folds finished with the same config and data are
-    skipped."""
-    if not progress:  # also the Hugging Face loading and saving bars (read when they load)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    summary = fit_learner(
-        workspace(workdir),
-        name,
-        folds=parse_folds(fold),
-        overrides=overrides or [],
-        progress=progress,
-    )
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise AesError(f"learners '{text}' must be names like lgbm,xgb,ridge_tfidf")
+    return names
+
+
+def _backend(backend: str, jobs: int, address: str | None) -> Backend:
+    if backend == "local":
+        return LocalBackend(jobs)
+    if backend == "ray":
+        from aes_ensemble.ray_backend import RayBackend  # optional extra, loaded only here
+
+        return RayBackend(address)
+    raise AesError(f"--backend '{backend}' must be local or ray", key="backend")
+
+
+def _print_summary(summary: RunSummary, progress: bool) -> None:
     if not progress:  # the progress display showed them as they happened
         for note in summary.notes:
             err_console.print(f"{summary.name}: {note}", markup=False, highlight=False)
@@ -99,6 +99,75 @@ def fit_base(
     else:
         waiting = ", ".join(str(k) for k in summary.missing_folds)
         console.print(f"folds {waiting} still to fit before oof/{summary.name}.parquet is written")
+
+
+def fit_base(
+    name: Annotated[
+        str, typer.Argument(help="Learner config: configs/NAME.yaml; several as lgbm,xgb.")
+    ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Settings on top of the config, e.g. params.learning_rate=0.05; "
+            "NAME:key=value for one learner only."
+        ),
+    ] = None,
+    fold: Annotated[
+        str, typer.Option("--fold", "-f", help="'all', a fold number, or numbers like 0,2.")
+    ] = "all",
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="(learner, fold) tasks at once on this machine.")
+    ] = 1,
+    backend: Annotated[
+        str, typer.Option(help="Where tasks run: local (this machine) or ray (a Ray cluster).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster: auto (the running one) or ray://HOST:PORT; "
+            "default: a local Ray started for this run."
+        ),
+    ] = None,
+    workdir: WorkdirOption = Path(),
+    progress: Annotated[
+        bool,
+        typer.Option(help="A live bar in a terminal; --no-progress: plain lines now and then."),
+    ] = True,
+) -> None:
+    """Fit base learner NAME (or several, comma-separated) on each fold; folds finished with
+    the same config and data are skipped. A failed fold is one error line; the other folds
+    finish (exit 2 at the end)."""
+    if not progress:  # also the Hugging Face loading and saving bars (read when they load)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    learners = _names(name)
+    check_prefixes(learners, overrides or [])
+    if len(learners) == 1 and jobs == 1 and backend == "local":
+        summary = fit_learner(
+            workspace(workdir),
+            learners[0],
+            folds=parse_folds(fold),
+            overrides=learner_overrides(learners[0], overrides or []),
+            progress=progress,
+        )
+        _print_summary(summary, progress)
+        return
+    result = fit_many(
+        workspace(workdir),
+        learners,
+        _backend(backend, jobs, address),
+        folds=parse_folds(fold),
+        overrides=overrides or [],
+        progress=progress,
+    )
+    if not progress:
+        for note in result.notes:
+            err_console.print(note, markup=False, highlight=False)
+    for summary in result.summaries:
+        _print_summary(summary, progress=True)
+    if result.errors:
+        for error in result.errors:
+            err_console.print(f"error: {error}", markup=False, highlight=False)
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from pydantic import Field
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError, did_you_mean
@@ -36,11 +37,35 @@ _REGISTRY: dict[str, type[Learner]] = {}
 SCALES_FILE = "scales.json"
 
 
+# GPUs a task of each kind asks a scheduler for when its config says nothing (one per fold).
+DEFAULT_GPUS: dict[str, float] = {"transformer": 1.0}
+
+
+class Resources(StrictModel):
+    """What one fold of a learner asks a cluster scheduler (Ray) for: CPUs, GPUs (None: the
+    kind's default, ``DEFAULT_GPUS``) and memory in bytes (None: no reservation)."""
+
+    num_cpus: float = Field(default=1.0, gt=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, gt=0)
+
+
 class LearnerConfig(StrictModel):
-    """Settings every learner has; each kind extends it with its own sections."""
+    """Settings every learner has; each kind extends it with its own sections. ``resources``
+    only schedules the work, so it is left out of the config's dump and hash (``exclude``): the
+    same config fits the same folds on any machine."""
 
     kind: str
     seed: int = 42
+    resources: Resources = Field(default_factory=Resources, exclude=True)
+
+
+def task_resources(config: LearnerConfig) -> Resources:
+    """The config's resources with the kind's default GPUs filled in."""
+    res = config.resources
+    if res.num_gpus is not None:
+        return res
+    return res.model_copy(update={"num_gpus": DEFAULT_GPUS.get(config.kind, 0.0)})
 
 
 @dataclass(frozen=True)
