@@ -469,3 +469,19 @@ def test_feature_config_is_validated() -> None:
         validate(FeatureConfig, {"embeddings": {"batch_sise": 8}})
     with pytest.raises(RuntimeError, match="not fitted"):
         FeaturePipeline(FeatureConfig(), None, seed=0).feature_names()
+
+
+def test_svd_components_do_not_depend_on_the_blas_threads() -> None:
+    """One process uses every core, a ``--jobs`` worker a share: the SVD must fit the same
+    components either way (the BLAS thread count changed them by ~1e-9, then the trees by 0.6)."""
+    from threadpoolctl import threadpool_limits
+
+    matrix = sp.random(6000, 8000, density=0.01, format="csr", random_state=1, dtype=np.float64)
+    config = FeatureConfig(tfidf=TfidfConfig(), svd_components=32)
+    fitted = []
+    for threads in (2, 1):
+        pipe = FeaturePipeline(config, None, seed=42, progress=False)
+        with threadpool_limits(limits=threads):
+            pipe._fit_svd(matrix, 32)
+        fitted.append(pipe.svd_components)
+    assert np.array_equal(fitted[0], fitted[1])

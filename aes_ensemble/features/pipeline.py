@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 from sklearn.decomposition import TruncatedSVD
+from threadpoolctl import threadpool_limits
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError
@@ -145,8 +146,11 @@ class FeaturePipeline:
                 f"svd_components={n_components} is more than the TF-IDF block allows ({limit})",
                 key="features.svd_components",
             )
-        svd = TruncatedSVD(n_components=n_components, random_state=self.seed)
-        svd.fit(matrix)
+        # One BLAS thread: the randomized SVD's result depends on how many threads its BLAS calls
+        # use, so without it one process (all cores) and --jobs workers (a share each) fit other
+        # components, and the trees downstream amplify the 1e-5 into different predictions.
+        with threadpool_limits(limits=1):
+            svd = TruncatedSVD(n_components=n_components, random_state=self.seed).fit(matrix)
         self.svd_components = svd.components_.astype(np.float32)
 
     def _cached_blocks(self, texts: list[str]) -> list[np.ndarray]:
