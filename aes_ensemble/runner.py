@@ -421,12 +421,23 @@ def fit_learner(
                     )
                 )
             display.advance()
-        missing = missing_folds(run)
-        path, overall, written = None, None, False
-        if not missing and is_main_process():
-            path, overall, written = assemble(run)
+        return summarize(run, results, prepare_seconds, tuple(display.notes))
+
+
+def summarize(
+    run: Run,
+    results: Sequence[FoldResult],
+    prepare_seconds: float,
+    notes: tuple[str, ...] = (),
+) -> RunSummary:
+    """What a call did with ``run``'s folds; assembles ``oof/NAME.parquet`` once every fold is
+    done (rank 0 only under ``torchrun``)."""
+    missing = missing_folds(run)
+    path, overall, written = None, None, False
+    if not missing and is_main_process():
+        path, overall, written = assemble(run)
     return RunSummary(
-        name=name,
+        name=run.name,
         kind=run.config.kind,
         config_hash=run.config_hash,
         n_folds=run.folds.n_folds,
@@ -436,5 +447,5 @@ def fit_learner(
         oof_path=path,
         oof_written=written,
         prepare_seconds=prepare_seconds,
-        notes=tuple(display.notes),
+        notes=notes,
     )

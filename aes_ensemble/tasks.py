@@ -45,14 +45,13 @@ from aes_ensemble.progress import Display
 from aes_ensemble.runner import (
     FoldResult,
     RunSummary,
-    assemble,
     fit_fold,
     fold_state,
     make_ready,
-    missing_folds,
     open_run,
     prepare_features,
     select_folds,
+    summarize,
 )
 from aes_ensemble.workspace import Workspace
 
@@ -225,22 +224,7 @@ def finish_learner(
                     fold, status, done.qwk, done.fit_seconds, done.predict_seconds, done.n_valid
                 )
             )
-    missing = missing_folds(run)
-    path, overall, written = None, None, False
-    if not missing:
-        path, overall, written = assemble(run)
-    return RunSummary(
-        name=name,
-        kind=run.config.kind,
-        config_hash=run.config_hash,
-        n_folds=run.folds.n_folds,
-        folds=tuple(results),
-        missing_folds=tuple(missing),
-        overall_qwk=overall,
-        oof_path=path,
-        oof_written=written,
-        prepare_seconds=prepare_seconds,
-    )
+    return summarize(run, results, prepare_seconds)
 
 
 _task_running = False  # in a worker: whether Ctrl-C has a task to interrupt
