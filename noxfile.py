@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import runpy
+import sys
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "tests"]
 
 PACKAGES = ["aes_ensemble", "tests", "bench", "scripts", "noxfile.py"]
+ROOT = Path(__file__).resolve().parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+RSMTOOL = "rsmtool==12.0.0"
 
 
 @nox.session
@@ -42,3 +49,31 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Quality and speed benchmarks; pass data paths after --, see bench/README.md."""
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(venv_backend="uv", reuse_venv=False)
+def peer(session: nox.Session) -> None:
+    """The validity statistics against ETS's RSMTool: rsmeval on the same predictions (ASAP with
+    both raters, ELLIPSE with its subgroups), every statistic to 1e-6 (bench/peer_rsmtool.py).
+
+    RSMTool lives in this session's own environment, built afresh with uv (its pins never meet
+    the project's); the project's side runs in the interpreter that runs nox. Pass
+    ``-- --workdir DIR`` to keep the fitted learner elsewhere than bench/runs/peer."""
+    if not (SHARED_DATA / "asap-aes").is_dir() or not (SHARED_DATA / "ellipse").is_dir():
+        session.skip(f"{SHARED_DATA} has no asap-aes/ and ellipse/: the check needs both corpora")
+    # Local wheel folders as scripts/dev.py finds them (a machine without internet keeps them).
+    pip_find_links = runpy.run_path(str(ROOT / "scripts" / "dev.py"))["pip_find_links"]
+    local = [arg for folder in pip_find_links() for arg in ("--find-links", folder)]
+    session.install(RSMTOOL, *local)
+    rsm_python = Path(session.virtualenv.bin) / "python"
+    session.run(
+        sys.executable,
+        "-m",
+        "bench.peer_rsmtool",
+        "--rsm-python",
+        str(rsm_python),
+        "--data",
+        str(SHARED_DATA),
+        *session.posargs,
+        external=True,
+    )

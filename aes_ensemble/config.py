@@ -45,6 +45,9 @@ class DataConfig(StrictModel):
     score_column: str | None = None
     prompt_column: str | None = None
     source_column: str | None = None
+    # A second human rating beside the score (the score is the first): the report's
+    # human-human agreement, degradation and PRMSE baseline.
+    second_score_column: str | None = None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -80,6 +80,22 @@ class Essays:
         frame = self.frame[np.asarray(indices, dtype=np.int64)]
         return Essays(frame, self.scales, self.path, self.subgroups)
 
+    def human_ratings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first and second human ratings on the score's scale, NaN where an essay has no
+        such rating (partial double scoring), or None where the data carries no second rating.
+
+        Values are those of the ``rater1``/``rater2`` columns, which reading already put on the
+        score's scale (ASAP's summed prompts doubled: ``ASAP_SUMMED_PROMPTS``). A rating off its
+        scale is returned as it is: ``data check`` rejects it naming the row, and the validity
+        report sets it aside with a note, so one bad cell never stops a report."""
+        if "rater2" not in self.frame.columns:
+            return None
+        first = "rater1" if "rater1" in self.frame.columns else "score"
+        return tuple(  # type: ignore[return-value]
+            self.frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
+            for c in (first, "rater2")
+        )
+
     def fingerprint(self) -> str:
         """sha256 (16 hex) of ids, texts, scores and prompts in row order: a model fitted on
         other essays or other scores must never pass as current, whatever the file is called."""
@@ -113,6 +129,13 @@ class Layout:
     scales: ScoreScales | None = None
     subgroups: tuple[str, ...] = ()  # the format's documented demographic columns
 
+
+# ASAP prompts whose resolved ``domain1_score`` is the sum of the two raters' scores (always on
+# 1 and 7; on 8 except the essays a third rater resolved): each rating is on half the resolved
+# scale, so reading doubles it; human-human agreement is then on the scale the machine is judged
+# on, and the mean of the two ratings is the resolved score, as the true-score model assumes.
+ASAP_SUMMED_PROMPTS = frozenset({"1", "7", "8"})
+SECOND_RATING = "rater2"
 
 _PLAIN = {
     "essay_id": "essay_id",
@@ -429,6 +452,69 @@ def _inferred_scales(frame: pl.DataFrame, path: Path) -> ScoreScales:
     return ScoreScales(default=ScoreScale.infer(frame["score"].to_numpy()))
 
 
+def _rating_sources(
+    layout: Layout, second_score_column: str | None, header: Sequence[str], path: Path
+) -> dict[str, str]:
+    """File column -> ``rater1``/``rater2``: the format's own rater columns, or the declared
+    ``second_score_column`` (then ``rater1`` is the score itself)."""
+    raters = {old: new for old, new in (layout.extras or {}).items() if old in header}
+    if second_score_column is None:
+        return raters
+    if second_score_column not in header:
+        raise AesError(
+            f"second score column '{second_score_column}' is not in the file"
+            f"{_closest(second_score_column, header)}; columns: {', '.join(header)}",
+            path=path,
+            key="second_score_column",
+        )
+    if second_score_column in layout.columns.values():
+        raise AesError(
+            f"second score column '{second_score_column}' is the file's id, text, score, "
+            "prompt or source column; name the column with the second rater's scores",
+            path=path,
+            key="second_score_column",
+        )
+    kept = {old: new for old, new in raters.items() if new != SECOND_RATING}
+    return {**kept, second_score_column: SECOND_RATING}
+
+
+def _ratings(
+    table: pl.DataFrame, frame: pl.DataFrame, sources: Mapping[str, str], layout: Layout, path: Path
+) -> list[pl.Series]:
+    """The rating columns on the score's scale: ASAP's summed prompts doubled; ``rater1`` is
+    the score where only a second score column is declared."""
+    out = []
+    for old, new in sources.items():
+        value = _numeric(table, old, old, path)
+        if layout.name == "asap":
+            summed = frame["prompt"].is_in(list(ASAP_SUMMED_PROMPTS))
+            value = pl.select(pl.when(summed).then(value * 2).otherwise(value)).to_series()
+        out.append(value.alias(new))
+    if SECOND_RATING in sources.values() and "rater1" not in sources.values():
+        out.insert(0, frame["score"].alias("rater1"))
+    return out
+
+
+def _check_ratings(frame: pl.DataFrame, scales: ScoreScales, path: Path) -> None:
+    """Every human rating must be a level of its prompt's scale (``data check`` only)."""
+    groups = scales.groups(np.asarray(frame["prompt"].to_list(), dtype=object))
+    for column in ("rater1", SECOND_RATING):
+        if column not in frame.columns:
+            continue
+        for scale, rows in groups.items():
+            values = frame[column].cast(pl.Float64).fill_null(np.nan).to_numpy()[rows]
+            bad = np.flatnonzero(np.isfinite(values) & ~scale.is_level(values))
+            if bad.size:
+                first = int(rows[bad[0]])
+                raise AesError(
+                    f"{column} {values[bad[0]]:g} (essay_id '{frame['essay_id'][first]}') is "
+                    f"not a level of the scale {scale_text(scale)} ({bad.size} such); fix the "
+                    "rating or declare the scale",
+                    path=path,
+                    row=int(frame["_row"][first]),
+                )
+
+
 def read_essays(
     path: str | Path,
     *,
@@ -437,12 +523,16 @@ def read_essays(
     scales: ScoreScales | None = None,
     subgroups: Sequence[str] = (),
     columns: Mapping[str, str] | None = None,
+    second_score_column: str | None = None,
+    check_ratings: bool = False,
 ) -> Essays:
     """Read and validate one essays file (CSV, or TSV with one essay per line).
 
     ``columns`` maps schema columns (essay_id, full_text, score, prompt, source) to file columns
     and overrides the format's names. Without ``scales`` the format's official scales apply; a
-    generic training file infers one scale from its scores.
+    generic training file infers one scale from its scores. Human ratings (ASAP's two raters, or
+    ``second_score_column`` beside the score) become ``rater1``/``rater2`` on the score's scale
+    (``Essays.human_ratings``); ``check_ratings`` makes a rating off its scale an error.
     """
     file = Path(path)
     table = _read_table(file, data_format)
@@ -464,7 +554,7 @@ def read_essays(
                 f"columns: {', '.join(header)}",
                 path=file,
             )
-    raters = layout.extras or {}
+    raters = _rating_sources(layout, second_score_column, header, file)
     clash = set(subgroups) & {*CORE_COLUMNS, *cols.values(), *raters, *raters.values()}
     if clash:
         raise AesError(
@@ -492,11 +582,7 @@ def read_essays(
     else:
         score = pl.Series("score", [None] * frame.height, dtype=pl.Float64)
     frame = frame.with_columns(score.alias("score"))
-    extras = {
-        new: _numeric(table, old, old, file).alias(new)
-        for old, new in (layout.extras or {}).items()
-        if old in header
-    }
+    extras = {s.name: s for s in _ratings(table, frame, raters, layout, file)}
     frame = frame.with_columns(*extras.values())
 
     if scales is None:
@@ -505,6 +591,8 @@ def read_essays(
         scales = _inferred_scales(frame, file) if role == "train" else ScoreScales()
     if role == "train":
         _check_levels(frame, scales, file)
+        if check_ratings:
+            _check_ratings(frame, scales, file)
     ordered = frame.select(
         *[pl.col(c).cast(t) for c, t in CORE_SCHEMA.items()], *subgroups, *extras
     )
@@ -585,6 +673,7 @@ def load_dataset(config: DataConfig, root: Path) -> tuple[Essays, Essays | None]
             scales=scales,
             subgroups=config.subgroups,
             columns=columns,
+            second_score_column=config.second_score_column,
         )
 
     train = read(config.train, "train", scales)

@@ -102,6 +102,15 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], list[str], tuple[str, ...]]] 
         [],
         ("latin.csv", "invalid UTF-8 at byte offset 41 (line 3)"),
     ),
+    "second rating off the scale": (
+        lambda d: write_csv(
+            d / "second.csv",
+            [*AES2, "second"],
+            [["e1", "One.", "3", "4"], ["e2", "Two.", "4", ""], ["e3", "Three.", "2", "7"]],
+        ),
+        ["--format", "aes2", "--second-score", "second"],
+        ("second.csv", "row 3", "rater2 7 (essay_id 'e3') is not a level of the scale 1-6"),
+    ),
 }
 
 
@@ -153,6 +162,17 @@ def test_data_check_prints_rows_prompts_levels_lengths(run_cli) -> None:  # type
     test = run_cli("data", "check", SAMPLE_TEST)
     assert test.exit_code == 0 and "(test file" in test.stdout
     assert "score levels" not in test.stdout
+    assert "double-scored: none (no second human rating" in result.stdout
+
+
+def test_data_check_counts_double_scored_essays(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        [f"e{i}", f"Essay {i}.", str(1 + i % 4), "" if i % 3 else str(1 + i % 4)] for i in range(9)
+    ]
+    path = write_csv(tmp_path / "double.csv", [*AES2, "second"], rows)
+    result = run_cli("data", "check", path, "--format", "aes2", "--second-score", "second")
+    assert result.exit_code == 0, result.stderr
+    assert "double-scored: 3 of 9 essays (33.3%) have two human ratings" in result.stdout
 
 
 def test_folds_from_train_records_data_config_and_hash(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]

@@ -284,3 +284,68 @@ def test_scales_read_back_from_a_damaged_file_are_an_aes_error(stored: dict[str,
     )
     with pytest.raises(AesError, match="scale"):
         ScoreScales.from_dict(stored)
+
+
+SECOND = ["essay_id", "full_text", "score", "second"]
+
+
+def _double_scored_file(tmp_path: Path, second: list[str]) -> Path:
+    rows = [[f"e{i}", f"Essay number {i}.", str(1 + i % 6), s] for i, s in enumerate(second)]
+    return write_csv(tmp_path / "double.csv", SECOND, rows)
+
+
+def test_second_score_column_gives_both_human_ratings(tmp_path: Path) -> None:
+    path = _double_scored_file(tmp_path, ["2", "", "3", "5", " ", "6"])
+    config = DataConfig(train=path.name, format="aes2", second_score_column="second")
+    essays, _ = load_dataset(config, tmp_path)
+    ratings = essays.human_ratings()
+    assert ratings is not None
+    first, second = ratings
+    np.testing.assert_array_equal(first, essays.scores)
+    np.testing.assert_array_equal(second, [2, np.nan, 3, 5, np.nan, 6])
+    # The same file without the key carries no second rating.
+    plain, _ = load_dataset(DataConfig(train=path.name, format="aes2"), tmp_path)
+    assert plain.human_ratings() is None
+    assert essays.take([1, 3]).human_ratings()[1].tolist()[1] == 5.0  # type: ignore[index]
+
+
+def test_second_score_column_that_is_absent_or_the_score_is_an_error(tmp_path: Path) -> None:
+    path = _double_scored_file(tmp_path, ["2", "3", "4", "5", "6", "1"])
+    with pytest.raises(AesError, match=r"second score column 'Second' .*did you mean 'second'"):
+        read_essays(path, data_format="aes2", second_score_column="Second")
+    with pytest.raises(AesError, match="is the file's id, text, score"):
+        read_essays(path, data_format="aes2", second_score_column="score")
+    bad = _double_scored_file(tmp_path, ["2", "3", "x", "5", "6", "1"])
+    with pytest.raises(AesError, match="second 'x' is not a number") as caught:
+        read_essays(bad, data_format="aes2", second_score_column="second")
+    assert caught.value.row == 3
+
+
+def test_second_rating_off_the_scale_is_kept_when_reading_and_named_by_check(
+    tmp_path: Path,
+) -> None:
+    path = _double_scored_file(tmp_path, ["2", "3", "4", "9", "6", "1"])
+    essays = read_essays(path, data_format="aes2", second_score_column="second")
+    assert essays.human_ratings()[1][3] == 9.0  # type: ignore[index]
+    with pytest.raises(AesError, match=r"rater2 9 \(essay_id 'e3'\) is not a level") as caught:
+        read_essays(path, data_format="aes2", second_score_column="second", check_ratings=True)
+    assert caught.value.row == 4
+
+
+def test_asap_ratings_are_on_the_resolved_scale(asap_csv_path: Path) -> None:
+    essays = read_essays(asap_csv_path, check_ratings=True)
+    ratings = essays.human_ratings()
+    assert ratings is not None
+    first, second = ratings
+    prompts, scores = essays.prompts, essays.scores
+    for prompt in ("1", "7"):  # resolved = rater1 + rater2: the mean of the doubled ratings
+        rows = prompts == prompt
+        np.testing.assert_array_equal((first[rows] + second[rows]) / 2, scores[rows])
+    rows = prompts == "2"  # prompt 2's resolved score is rater 1's
+    np.testing.assert_array_equal(first[rows], scores[rows])
+    assert np.isfinite(second).sum() == len(essays)
+
+
+def test_essays_without_a_second_rating_have_no_human_ratings() -> None:
+    essays = read_essays(REPO / "aes_ensemble" / "sample" / "ellipse_train.csv")
+    assert essays.human_ratings() is None

@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import io
 import json
-import math
 import re
 import shutil
 from html.parser import HTMLParser
@@ -23,7 +22,7 @@ from sklearn.linear_model import Ridge
 
 from aes_ensemble.cli.main import main
 from aes_ensemble.cli.stack_commands import print_leaderboard
-from aes_ensemble.data import Essays, load_workspace_dataset
+from aes_ensemble.data import Essays, load_workspace_dataset, read_essays
 from aes_ensemble.demo import DemoResult, run_demo
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import assign_folds
@@ -32,21 +31,16 @@ from aes_ensemble.report import write_report
 from aes_ensemble.report.html import ReportContext, render
 from aes_ensemble.report.leaderboard import (
     LeaderboardRow,
+    Scored,
     Timing,
     leaderboard,
     read_stack_summaries,
     score,
     scoring,
 )
-from aes_ensemble.report.validity import (
-    ALL,
-    agreement_table,
-    pooled_sd,
-    smd,
-    smd_table,
-)
+from aes_ensemble.report.validity_doc import validity_document
 from aes_ensemble.sample import TEST, TRAIN, sample_path
-from aes_ensemble.scales import ScoreScale, ScoreScales
+from aes_ensemble.stacking.scores import Scoring
 from aes_ensemble.store import PredictionMeta, PredictionSet, PredictionStore, prediction_frame
 from aes_ensemble.thresholds import fit_thresholds
 from aes_ensemble.workspace import Workspace
@@ -57,121 +51,6 @@ TIMING = {
     "fit": {str(k): 1.0 + k for k in range(5)},
     "predict": {str(k): 0.5 for k in range(5)},
 }
-
-# --- validity: hand-computed values ---------------------------------------------------------
-
-
-def test_smd_equal_spread_is_mean_difference_over_sd() -> None:
-    # means 3 and 2, both sample variances 1 -> pooled SD 1 -> SMD 1
-    assert smd([2, 3, 4], [1, 2, 3]) == pytest.approx(1.0)
-
-
-def test_smd_unequal_spread_uses_root_mean_of_variances() -> None:
-    # machine mean 2.5, var 5/3; human mean 3, var 4; pooled sqrt((5/3 + 4) / 2) = sqrt(17/6)
-    assert pooled_sd(np.array([1.0, 2, 3, 4]), np.array([2.0, 2, 2, 6])) == pytest.approx(
-        math.sqrt(17 / 6)
-    )
-    assert smd([1, 2, 3, 4], [2, 2, 2, 6]) == pytest.approx(-0.5 / math.sqrt(17 / 6))
-    assert smd([1, 2, 3, 4], [2, 2, 2, 6]) == pytest.approx(-0.297044, abs=1e-6)
-
-
-def test_smd_undefined_for_constant_or_tiny_groups() -> None:
-    assert math.isnan(smd([3, 3], [3, 3]))
-    assert math.isnan(smd([3], [2]))
-
-
-def test_smd_table_flags_overall_at_015_and_subgroups_at_010() -> None:
-    h = np.array([1.0, 2, 3, 4, 5] * 4)
-    group = np.array(["a"] * 10 + ["b"] * 10, dtype=object)
-    m = np.where(group == "b", h + 0.5, h)
-    rows = smd_table(m, h, {"sex": group})
-    overall, a, b = rows
-    # overall: means 3.25 vs 3; variances 41.25/19 and 40/19
-    assert overall.group == ALL and overall.column is None and overall.n == 20
-    assert overall.smd == pytest.approx(0.25 / math.sqrt((41.25 / 19 + 40 / 19) / 2))
-    assert overall.smd == pytest.approx(0.170970, abs=1e-6)
-    assert overall.limit == 0.15 and overall.judged and overall.flagged
-    # group a: identical scores; group b: shifted by 0.5 with SD sqrt(20/9)
-    assert (a.group, a.smd, a.flagged) == ("a", 0.0, False)
-    assert b.smd == pytest.approx(0.5 / math.sqrt(20 / 9))
-    assert b.limit == 0.10 and b.flagged
-    assert (b.human_mean, b.machine_mean) == (3.0, 3.5)
-
-
-def test_smd_table_prompt_rows_use_the_overall_limit() -> None:
-    h = np.array([1.0, 2, 3, 4, 5] * 4)
-    prompt = np.array(["p1"] * 10 + ["p2"] * 10, dtype=object)
-    m = np.where(prompt == "p2", h + 0.2, h)
-    rows = smd_table(m, h, {"sex": ["f", "m"] * 10}, prompt)
-    by = {(r.column, r.group): r for r in rows}
-    # p2: shift 0.2 over SD sqrt(20/9) = 0.134 -> within 0.15 (a subgroup would fail 0.10)
-    p2 = by[("prompt", "p2")]
-    assert p2.smd == pytest.approx(0.2 / math.sqrt(20 / 9))
-    assert p2.limit == 0.15 and p2.judged and not p2.flagged
-    assert by[("prompt", "p1")].smd == 0.0
-    assert [r.column for r in rows] == [None, "prompt", "prompt", "sex", "sex"]
-
-
-def test_smd_table_small_and_missing_groups_are_shown_not_judged() -> None:
-    h = np.array([1.0, 2, 3, 4, 5] * 2 + [2.0, 4.0])
-    m = h + np.r_[np.zeros(10), 1.0, 1.0]
-    rows = smd_table(m, h, {"SES": ["x"] * 10 + [None, None]})
-    missing = next(r for r in rows if r.group == "(missing)")
-    assert missing.n == 2 and missing.smd == pytest.approx(1.0 / math.sqrt(2))
-    assert not missing.judged and not missing.flagged
-
-
-def test_agreement_degradation_against_second_rater() -> None:
-    # machine vs human on scale 1-2: C = [[1, 1], [0, 2]], observed 1, expected (2*3 + 2*1)/4 = 2
-    # -> QWK 1 - 1/2 = 0.5; raters agree perfectly -> 1.0; degradation 0.5 > 0.10.
-    # The fifth essay has no second rating and must not count.
-    scales = ScoreScales(default=ScoreScale(1, 2))
-    rows = agreement_table(
-        human=[1, 1, 2, 2, 1],
-        machine=[1, 2, 2, 2, 2],
-        rater1=[1, 1, 2, 2, 1],
-        rater2=[1, 1, 2, 2, np.nan],
-        prompts=[None] * 5,
-        scales=scales,
-    )
-    overall = rows[0]
-    assert overall.prompt == ALL and overall.n == 4
-    assert overall.human_machine_qwk == pytest.approx(0.5)
-    assert overall.human_human_qwk == pytest.approx(1.0)
-    assert overall.degradation == pytest.approx(0.5)
-    assert overall.flagged and overall.below_minimum
-    spelled = agreement_table(
-        [1, 1, 2, 2, 1], [1, 2, 2, 2, 2], [1, 1, 2, 2, 1], [1, 1, 2, 2, np.nan], [None] * 5, "1-2"
-    )
-    assert spelled == rows
-
-
-def test_agreement_per_prompt_scales_average_prompts() -> None:
-    # prompt b on 0-3: machine exact (QWK 1); raters opposite at the ends: observed 18,
-    # expected 9 -> QWK -1. Prompt a as above: 0.5 and 1.0.
-    scales = ScoreScales(per_prompt={"a": ScoreScale(1, 2), "b": ScoreScale(0, 3)})
-    rows = agreement_table(
-        human=[1, 1, 2, 2, 0, 3],
-        machine=[1, 2, 2, 2, 0, 3],
-        rater1=[1, 1, 2, 2, 0, 3],
-        rater2=[1, 1, 2, 2, 3, 0],
-        prompts=["a"] * 4 + ["b"] * 2,
-        scales=scales,
-    )
-    overall, a, b = rows
-    assert (a.prompt, b.prompt) == ("a", "b")
-    assert b.human_machine_qwk == pytest.approx(1.0)
-    assert b.human_human_qwk == pytest.approx(-1.0)
-    assert not b.flagged
-    assert overall.human_machine_qwk == pytest.approx(0.75)
-    assert overall.human_human_qwk == pytest.approx(0.0)
-
-
-def test_agreement_without_second_ratings_is_empty() -> None:
-    scales = ScoreScales(default=ScoreScale(1, 2))
-    nan = [np.nan, np.nan]
-    assert agreement_table([1, 2], [1, 2], nan, nan, [None, None], scales) == []
-
 
 # --- the report on real prediction files ----------------------------------------------------
 
@@ -329,15 +208,21 @@ def test_report_is_self_contained_with_images_and_tables(report: Path) -> None:
     assert page.urls == []
     assert "link" not in page.tags and "script" not in page.tags
     assert "url(" not in report.read_text(encoding="utf-8")
-    # confusion, correlation, cut points, per prompt
-    assert len(page.images) == 4
+    # confusion, correlation, cut points, per prompt, score distributions, DSM per group
+    assert len(page.images) == 6
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         png = base64.b64decode(src.split(",", 1)[1])
         assert png.startswith(PNG_MAGIC) and len(png) > 5_000
-    # leaderboard, stack weights, cut points, SMD (no second rating in ELLIPSE)
-    assert page.tables == 4
-    for name in ("confusion", "correlation", "cutpoints", "per_prompt"):
+    heads = [t[0][0] for t in _tables(report)]
+    # leaderboard, stack weights, cut points, every model, the stack in detail, per prompt,
+    # one score distribution (one scale), group rows and fairness models per subgroup column,
+    # stacking and fairness, flagged rows, rules; no human-human table (ELLIPSE has no second
+    # rating)
+    assert heads[:7] == ["#", "learner", "scale", "model", "statistic", "prompt", "level"]
+    assert heads[7:15] == ["group", "analysis"] * 4
+    assert heads[15:] == ["model", "where", "rule"]
+    for name in ("confusion", "correlation", "cutpoints", "per_prompt", "distribution", "dsm"):
         assert (report.parent / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -357,7 +242,7 @@ def test_report_numbers_are_the_metrics_of_the_files(workspace: Workspace, repor
     assert "Final cut points of the stack, read from stack_mean.json" in text
     for group in ("Female", "Male", "Economically disadvantaged", "Hispanic/Latino"):
         assert group in text
-    assert "no second human rating" in text
+    assert "The essays carry no second human rating, so consistency" in text
 
 
 def test_stack_summary_weights_and_cuts_are_read(workspace: Workspace) -> None:
@@ -385,9 +270,23 @@ def test_report_is_bit_identical_on_rerun(
 
 
 def test_user_text_is_escaped() -> None:
-    row = LeaderboardRow(
-        "m", "<script>alert(1)</script>", False, 3, 0.5, (0.4, 0.6), 0.5, (0.4, 0.6), Timing()
+    train = read_essays(sample_path(TRAIN), data_format="ellipse", subgroups=("gender",))
+    hostile = "<script>alert(1)</script>"
+    essays = dataclasses.replace(
+        train, frame=train.frame.with_columns(pl.lit(hostile).alias("gender")).with_row_index()
     )
+    essays = dataclasses.replace(
+        essays,
+        frame=essays.frame.with_columns(
+            pl.when(pl.col("index") % 2 == 0)
+            .then(pl.lit("<b>bold</b>"))
+            .otherwise("gender")
+            .alias("gender")
+        ).drop("index"),
+    )
+    levels = essays.scores
+    scored = Scored("m", hostile, False, levels, levels, levels, Timing(), Scoring())
+    row = LeaderboardRow("m", hostile, False, 3, 0.5, (0.4, 0.6), 0.5, (0.4, 0.6), Timing())
     ctx = ReportContext(
         title="t",
         dataset={"prompts": "<b>bold</b>"},
@@ -397,13 +296,11 @@ def test_user_text_is_escaped() -> None:
         summaries=[],
         cutpoints=[],
         cutpoints_source="",
-        agreement=[],
-        smd=[],
-        subgroups=[],
+        validity=validity_document(essays, [scored], n_boot=20),
     )
     html = render(ctx)
-    assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "<b>bold</b>" not in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
 
 
 def test_cli_report_writes_the_page_and_fails_cleanly_without_predictions(
@@ -416,6 +313,46 @@ def test_cli_report_writes_the_page_and_fails_cleanly_without_predictions(
     assert main(["report", "--workdir", str(empty)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "fit-base" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_writes_the_validity_document_beside_the_page(
+    workspace: Workspace, report: Path
+) -> None:
+    document = json.loads((report.parent / "validity.json").read_text(encoding="utf-8"))
+    assert document["schema_version"] == 1
+    assert {m["name"] for m in document["models"]} == {"ridge_tfidf", "ridge_length", "stack_mean"}
+    # the leaderboard's thresholded QWK and interval are the document's, digit for digit
+    rows = _leaderboard_rows(report)
+    for model in document["models"]:
+        levels = model["overall"]["levels"]["wtkappa"]
+        low, high = model["intervals"]["levels"]["wtkappa"]
+        assert f"{levels:.3f} [{low:.3f}, {high:.3f}]" in " ".join(rows[model["name"]])
+
+
+def test_cli_validity_prints_the_flags_and_exits_0(
+    workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = Workspace.at(tmp_path / "ws")
+    shutil.copytree(workspace.root, ws.root)
+    (ws.reports_dir / "validity.json").unlink(missing_ok=True)
+    assert main(["validity", "-w", str(ws.root), "--stack", "stack_mean"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    document = json.loads((ws.reports_dir / "validity.json").read_text(encoding="utf-8"))
+    stack = next(m for m in document["models"] if m["name"] == "stack_mean")
+    assert stack["flags"], "the sample's ridges break some rule"
+    assert f"stack_mean: {len(stack['flags'])} flagged rows" in out
+    assert "quadratic weighted kappa below 0.70" in out
+    assert "Williamson, Xi & Breyer 2012" in out
+    assert f"wrote {ws.reports_dir / 'validity.json'}" in out
+
+
+def test_cli_validity_unknown_stack_is_one_line_with_a_suggestion(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validity", "-w", str(workspace.root), "--stack", "stack_maen"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "oof: no stack named 'stack_maen'" in err
+    assert "did you mean 'stack_mean'?" in err and len(err.strip().splitlines()) == 1
 
 
 class _Tables(HTMLParser):
@@ -472,17 +409,15 @@ def test_report_shows_prepare_fit_and_predict_time(report: Path) -> None:
     assert length[at["fit s"]] == length[at["waited s"]] == "2.5"
 
 
-def test_validity_note_says_which_limit_applies_to_which_row(report: Path) -> None:
+def test_fairness_rows_judge_big_groups_and_show_small_ones(report: Path) -> None:
+    tables = _tables(report)
+    grade = next(t for t in tables if t[0][0] == "group" and any(r[0] == "9" for r in t[1:]))
+    rows = {r[0]: r for r in grade[1:]}
+    # three grade-9 essays in the sample: numbers shown, no verdict
+    assert rows["9"][1] == "3" and rows["9"][-1] == "not judged"
+    assert all(r[-1] in ("✓ ok", "✗ |DSM| > 0.10") for g, r in rows.items() if g != "9")
     text = " ".join(" ".join(_parse(report).text).split())
-    assert (
-        "|SMD| ≤ 0.15 for all essays and each prompt; ≤ 0.10 for each gender group, each grade "
-        "group, each race_ethnicity group and each SES group" in text
-    )
-    assert "per subgroup" not in text
-    smd_rows = next(t for t in _tables(report) if t[0][:2] == ["subgroup column", "group"])[1:]
-    verdicts = {(r[0], r[1]): r[-1] for r in smd_rows}
-    assert verdicts[("prompt", "Being busy")].endswith("0.15")
-    assert verdicts[("gender", "Female")].endswith("0.10")
+    assert "Subgroup 'grade' = '9' has 3 essays (fewer than 10)" in text
 
 
 def test_report_holds_no_absolute_path_of_the_machine(workspace: Workspace, report: Path) -> None:
@@ -638,3 +573,27 @@ def test_per_prompt_terminal_table_stays_short_at_44_prompts(
     listed = [p for p in series["stack"] if re.search(rf"│ {p} +│", text)]
     assert sorted(listed) == sorted(weakest[:10])
     assert "34 more prompts in reports/report.html" in text
+
+
+def test_demo_report_shows_the_validity_sections(
+    demo: tuple[Workspace, DemoResult, str],
+) -> None:
+    ws, result, _ = demo
+    text = " ".join(" ".join(_parse(result.report).text).split())
+    stack = result.stack.name
+    for heading in (
+        "Validity: RSMTool's statistics for every model",
+        "Every model, overall",
+        f"{stack} in detail",
+        f"Score distributions: {stack}",
+        "Consistency and true score",
+        "Fairness by subgroup",
+        f"gender: {stack}",
+        "Did stacking change fairness?",
+        f"Flags: {stack}",
+    ):
+        assert heading in text, heading
+    # ELLIPSE has no second rating: the consistency section says so
+    assert "The essays carry no second human rating, so consistency" in text
+    document = json.loads((ws.reports_dir / "validity.json").read_text(encoding="utf-8"))
+    assert document["dataset"]["fairness_columns"] == ["gender", "grade", "race_ethnicity", "SES"]

@@ -83,8 +83,8 @@ def test_report_in_chromium_loads_every_image_and_no_table_overflows(
     found = _probe(report, tmp_path, width)
     images, tables = found["images"], found["tables"]
     assert isinstance(images, list) and isinstance(tables, list)
-    # confusion, correlation, cut points, per prompt
-    assert len(images) == 4
+    # confusion, correlation, cut points, per prompt, score distributions, DSM per group
+    assert len(images) == 6
     for image in images:
         assert image["loaded"], f"image {image['alt']!r} did not load"
         assert image["shown"] <= image["box"], f"image {image['alt']!r} is wider than the page"

@@ -77,13 +77,30 @@ def check(
     file: Annotated[Path, typer.Argument(help="Essays file (CSV, or ASAP's TSV).")],
     data_format: CheckFormatOption = "auto",
     scale: ScaleOption = None,
+    second_score: Annotated[
+        str | None,
+        typer.Option(
+            "--second-score",
+            help="Column with a second human rating (data.yaml `second_score_column`); "
+            "ASAP's two raters are read without it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Validate an essays file; print its format, prompts, score levels, lengths and the
-    columns that look like subgroups, with the `folds` line that keeps them."""
+    """Validate an essays file; print its format, prompts, score levels, how many essays are
+    double-scored, lengths and the columns that look like subgroups, with the `folds` line
+    that keeps them."""
     default, per_prompt = _parse_scales(scale or [])
     role = detect_role(file, data_format=data_format)
     scales = _scales(default, per_prompt)
-    essays = read_essays(file, role=role, data_format=data_format, scales=scales)
+    essays = read_essays(
+        file,
+        role=role,
+        data_format=data_format,
+        scales=scales,
+        second_score_column=second_score,
+        check_ratings=True,
+    )
     notes = check_score_levels(essays, CHECK_FOLDS) if role == "train" else ()
     notes = tuple(f"at {CHECK_FOLDS} folds (the default): {note}" for note in notes)
     console.print(f"[bold]{file}[/bold]: {len(essays)} essays ({role} file, no errors found)")
@@ -93,6 +110,7 @@ def check(
     _print_prompts(essays)
     if role == "train":
         _print_levels(essays)
+        _print_double_scored(essays)
     _print_lengths(essays)
     _print_subgroups(file, data_format, scale or [], role)
     _warn(notes)
@@ -186,6 +204,24 @@ def _print_levels(essays: Essays) -> None:
             )
         table.add_section()
     console.print(table)
+
+
+def _print_double_scored(essays: Essays) -> None:
+    """How many essays have two human ratings: the report's human-human baseline."""
+    ratings = essays.human_ratings()
+    if ratings is None:
+        console.print(
+            "double-scored: none (no second human rating; generic files name one with "
+            "--second-score or data.yaml `second_score_column`)",
+            markup=False,
+        )
+        return
+    both = int((np.isfinite(ratings[0]) & np.isfinite(ratings[1])).sum())
+    console.print(
+        f"double-scored: {both} of {len(essays)} essays ({_share(both, len(essays))}) have two "
+        "human ratings",
+        markup=False,
+    )
 
 
 def _print_lengths(essays: Essays) -> None:

@@ -1,22 +1,27 @@
-"""``write_report``: the workspace's predictions as one self-contained HTML page plus PNGs.
+"""``write_report``: the workspace's predictions as one self-contained HTML page plus PNGs and
+the validity document ``validity.json``; ``write_validity``: the document alone.
 
-The numbers come from ``leaderboard`` and ``validity`` (pure computation), the pictures from
+The numbers come from ``leaderboard`` and ``validity_doc`` (pure computation), the pictures from
 ``plots`` and the page from ``html``; this module only gathers the inputs and writes the files.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import polars as pl
 
 from aes_ensemble.data import Essays, load_workspace_dataset, scale_text
-from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path, write_text_atomic
+from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.io import atomic_path, write_json_atomic, write_text_atomic
 from aes_ensemble.report import plots
+from aes_ensemble.report.flags import RULES
 from aes_ensemble.report.html import CutpointRow, ReportContext, render
 from aes_ensemble.report.leaderboard import (
     LeaderboardRow,
@@ -32,34 +37,41 @@ from aes_ensemble.report.leaderboard import (
     score,
     scoring,
 )
-from aes_ensemble.report.validity import (
-    MIN_GROUP_N,
-    QWK_MINIMUM,
-    AgreementRow,
-    SmdRow,
-    agreement_table,
-    smd_table,
-)
+from aes_ensemble.report.validity_doc import MIN_GROUP_N, validity_document
 from aes_ensemble.sample import TRAIN, sample_path
 from aes_ensemble.scales import ScoreScale
 from aes_ensemble.stacking.lineage import check_stacks_current
-from aes_ensemble.store import PredictionStore
+from aes_ensemble.store import PredictionSet, PredictionStore
 from aes_ensemble.thresholds import Cutpoints, Thresholds, fit_thresholds
 from aes_ensemble.workspace import Workspace
 
-__all__ = ["write_report"]
+__all__ = ["Validity", "write_report", "write_validity"]
 
 REPORT_NAME = "report.html"
-FIGURES = ("confusion", "correlation", "cutpoints", "per_prompt")
+VALIDITY_NAME = "validity.json"
+FIGURES = ("confusion", "correlation", "cutpoints", "per_prompt", "distribution", "dsm")
 MAX_PANELS = 4
 
 
-def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write ``report.html`` and its PNGs to ``out_dir`` (default: the workspace's ``reports/``)
-    from the training essays of ``configs/data.yaml``, every file in ``oof/`` and each stack's
-    summary ``reports/NAME.json``; return the HTML path."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
-    out = ws.reports_dir if out_dir is None else Path(out_dir)
+@dataclass(frozen=True)
+class Validity:
+    """The validity document of a workspace, where it was written, and the model it features."""
+
+    document: dict[str, Any]
+    path: Path
+    featured: str
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    essays: Essays
+    sets: list[PredictionSet]
+    scored: list[Scored]
+    rows: list[LeaderboardRow]
+
+
+def _inputs(ws: Workspace) -> _Inputs:
+    """The training essays and every prediction file of ``oof/``, scored as the leaderboard."""
     essays, _ = load_workspace_dataset(ws)
     store = PredictionStore(ws.oof_dir)
     names = store.names()
@@ -69,17 +81,46 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
         )
     sets = store.read_many(names, expected_ids=essays.ids)
     check_stacks_current(ws, sets)
-    summaries = read_stack_summaries(ws.reports_dir, [ps.name for ps in sets if is_stack(ps)])
     settings = scoring(sets)
     scored = [score(ps, essays, settings) for ps in sets]
-    rows = leaderboard(scored, essays)
+    return _Inputs(essays, sets, scored, leaderboard(scored, essays))
+
+
+def write_validity(workspace: Workspace | str | Path, stack: str | None = None) -> Validity:
+    """Write ``reports/validity.json`` for every prediction file in ``oof/``; ``stack`` names the
+    stack to feature (an unknown name is an error naming the stacks there), else the best stack
+    or, without stacks, the best single learner."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
+    inputs = _inputs(ws)
+    if stack is not None:
+        stacks = [s.name for s in inputs.scored if s.is_stack]
+        if stack not in stacks:
+            where = did_you_mean(stack, stacks) if stacks else " (there is none; run `stack`)"
+            raise AesError(f"no stack named '{stack}'{where}", path=ws.oof_dir)
+    chosen = stack or featured(inputs.scored, inputs.rows).name
+    path = ws.reports_dir / VALIDITY_NAME
+    document = validity_document(inputs.essays, inputs.scored)
+    write_json_atomic(path, document)
+    return Validity(document, path, chosen)
+
+
+def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.html``, its PNGs and ``validity.json`` to ``out_dir`` (default: the
+    workspace's ``reports/``) from the training essays of ``configs/data.yaml``, every file in
+    ``oof/`` and each stack's summary ``reports/NAME.json``; return the HTML path."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
+    out = ws.reports_dir if out_dir is None else Path(out_dir)
+    inputs = _inputs(ws)
+    essays, sets, scored, rows = inputs.essays, inputs.sets, inputs.scored, inputs.rows
+    summaries = read_stack_summaries(ws.reports_dir, [ps.name for ps in sets if is_stack(ps)])
     top = featured(scored, rows)
+    document = validity_document(essays, scored)
     thresholds, source = _cutpoints(top, summaries, essays)
-    figures = _figures(scored, rows, top, thresholds, essays)
+    figures = _figures(scored, rows, top, thresholds, essays, document)
 
     ctx = ReportContext(
         title="aes-ensemble report",
-        dataset=_dataset(ws, essays, sets[0].meta.folds_hash, names),
+        dataset=_dataset(ws, essays, sets[0].meta.folds_hash, [ps.name for ps in sets]),
         leaderboard=rows,
         featured=top.name,
         featured_is_stack=top.is_stack,
@@ -93,14 +134,7 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
             for c in thresholds.cutpoints
         ],
         cutpoints_source=source,
-        agreement=_agreement(essays, top),
-        smd=_smd(essays, top),
-        subgroups=essays.subgroups,
-        smd_note=(
-            "Scores are normalised to 0-1 on each prompt's scale, since the scales differ."
-            if essays.scales.is_per_prompt
-            else ""
-        ),
+        validity=document,
         correlation_note=(
             "Predictions are normalised per scale and centred within each prompt."
             if essays.scales.is_per_prompt
@@ -115,6 +149,7 @@ def write_report(workspace: Workspace | str | Path, out_dir: str | Path | None =
                 tmp.write_bytes(figures[name])
         else:
             png.unlink(missing_ok=True)  # a stale figure from an earlier run would mislead
+    write_json_atomic(out / VALIDITY_NAME, document)
     report = out / REPORT_NAME
     write_text_atomic(report, render(ctx))
     return report
@@ -187,12 +222,16 @@ def _figures(
     top: Scored,
     thresholds: Thresholds,
     essays: Essays,
+    document: Mapping[str, Any],
 ) -> dict[str, bytes]:
-    y = essays.scores
     groups = _scale_rows(essays)
+    human = essays.scores
     figures = {
         "confusion": plots.confusion_png(
-            [(f"{scale_text(s)}, {len(r)} essays", s, y[r], top.thresholded[r]) for s, r in groups]
+            [
+                (f"{scale_text(s)}, {len(r)} essays", s, human[r], top.thresholded[r])
+                for s, r in groups
+            ]
         ),
         "cutpoints": plots.cutpoints_png(
             [
@@ -204,33 +243,48 @@ def _figures(
     names, matrix = correlation(scored, essays)
     if len(names) >= 2:
         figures["correlation"] = plots.correlation_png(names, matrix)
+    model = next(m for m in document["models"] if m["name"] == top.name)
     if essays.has_prompts:
-        series = {top.name: per_prompt(top, essays)}
-        best = best_learner(scored, rows)
-        if best is not None and best.name != top.name:
-            series[f"{best.name} (best single learner)"] = per_prompt(best, essays)
+        series = prompt_series(top, best_learner(scored, rows), essays, document)
         counts = Counter(str(p) for p in essays.prompts if p is not None)
-        figures["per_prompt"] = plots.per_prompt_png(series, counts, QWK_MINIMUM, MIN_GROUP_N)
+        figures["per_prompt"] = plots.per_prompt_png(
+            series, counts, RULES["qwk_low"].threshold, MIN_GROUP_N
+        )
+    figures["distribution"] = plots.distribution_png(
+        [
+            (
+                f"{top.name}: scale {table['scale']}, {table['n']} essays",
+                [f"{share['level']:g}" for share in table["levels"]],
+                np.array([share["human_pct"] for share in table["levels"]]),
+                np.array([share["machine_pct"] for share in table["levels"]]),
+            )
+            for table in model["distribution"][:MAX_PANELS]
+        ]
+    )
+    points = [
+        plots.DsmPoint(column, g["group"], g["n"], _number(g["dsm"]), g["judged"])
+        for column, kinds in model["fairness"].items()
+        for g in kinds["levels"]["groups"]
+    ]
+    if points:
+        figures["dsm"] = plots.dsm_png(points, RULES["dsm_high"].threshold)
     return figures
 
 
-def _smd(essays: Essays, top: Scored) -> list[SmdRow]:
-    """SMD rows on the score scale, or on 0..1 per scale where prompts' scales differ."""
-    human, machine, prompts = essays.scores, top.thresholded, essays.prompts
-    if essays.scales.is_per_prompt:
-        human = essays.scales.normalise(human, prompts)
-        machine = essays.scales.normalise(machine, prompts)
-    return smd_table(
-        machine,
-        human,
-        {c: essays.frame[c].to_list() for c in essays.subgroups},
-        prompts if essays.has_prompts else None,
-    )
+def prompt_series(
+    top: Scored, best: Scored | None, essays: Essays, document: Mapping[str, Any]
+) -> dict[str, dict[str, float]]:
+    """QWK per prompt of the featured model, the best single learner and, where the essays
+    carry a second rating, the two human raters: the bar a machine is held against."""
+    series = {top.name: per_prompt(top, essays)}
+    if best is not None and best.name != top.name:
+        series[f"{best.name} (best single learner)"] = per_prompt(best, essays)
+    human_human = document["human_human"]
+    if human_human is not None:
+        series["human-human"] = {p: row["wtkappa"] for p, row in human_human["per_prompt"].items()}
+    return series
 
 
-def _agreement(essays: Essays, top: Scored) -> list[AgreementRow]:
-    frame = essays.frame
-    if not {"rater1", "rater2"} <= set(frame.columns):
-        return []
-    r1, r2 = (frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in ("rater1", "rater2"))
-    return agreement_table(essays.scores, top.thresholded, r1, r2, essays.prompts, essays.scales)
+def _number(value: float | None) -> float:
+    """A JSON number back as a float (null: NaN)."""
+    return math.nan if value is None else float(value)

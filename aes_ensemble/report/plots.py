@@ -183,3 +183,63 @@ def cutpoints_png(panels: Sequence[tuple[str, ScoreScale, np.ndarray, np.ndarray
         ax.set_ylabel("essays")
         ax.set_title(title)
     return _png(fig)
+
+
+def distribution_png(panels: Sequence[tuple[str, Sequence[str], np.ndarray, np.ndarray]]) -> bytes:
+    """Share of essays at each level, human beside machine, one panel per
+    ``(title, level labels, human %, machine %)`` (a scale): where a stack squeezes the ends of
+    the scale, the machine bars are short at both ends."""
+    n = len(panels)
+    fig = Figure(figsize=(9, 2.7 * n), layout="constrained")
+    for ax, (title, labels, human, machine) in zip(
+        fig.subplots(n, 1, squeeze=False)[:, 0], panels, strict=True
+    ):
+        x = np.arange(len(labels))
+        ax.bar(x - 0.2, human, width=0.4, color=PALETTE[0], label="human")
+        ax.bar(x + 0.2, machine, width=0.4, color=PALETTE[1], label="machine")
+        many = len(labels) > MAX_ANNOTATED_LEVELS
+        ax.set_xticks(x, labels, rotation=90 if many else 0, fontsize=7 if many else 9)
+        ax.set_ylabel("% of essays")
+        ax.set_title(title)
+        ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class DsmPoint:
+    """One subgroup's DSM; ``judged`` False: too few essays for a verdict (drawn hollow)."""
+
+    column: str
+    group: str
+    n: int
+    dsm: float
+    judged: bool
+
+
+def dsm_png(points: Sequence[DsmPoint], band: float) -> bytes:
+    """DSM of every group, one row each, grouped by subgroup column, over the ``±band`` zone
+    within which a group passes; hollow dots are groups too small to judge."""
+    fig = Figure(figsize=(9, 1.2 + 0.28 * len(points)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(points))
+    dsm = np.array([p.dsm for p in points], dtype=float)
+    judged = np.array([p.judged for p in points], dtype=bool)
+    columns = list(dict.fromkeys(p.column for p in points))
+    colors = np.array([PALETTE[columns.index(p.column) % len(PALETTE)] for p in points])
+    ax.axvspan(-band, band, color="#e3f0e3", zorder=0, label=f"±{band:.2f}: no flag")
+    ax.axvline(0, color="#888888", linewidth=0.8)
+    ax.scatter(dsm[judged], y[judged], c=colors[judged], s=30, zorder=3)
+    ax.scatter(
+        dsm[~judged], y[~judged], facecolors="none", edgecolors=colors[~judged], s=30, zorder=3
+    )
+    ax.set_yticks(y, [f"{p.column}: {p.group} (n={p.n})" for p in points], fontsize=8)
+    for tick, point in zip(ax.get_yticklabels(), points, strict=True):
+        if not point.judged:
+            tick.set_color("#9aa5b1")
+    ax.set_ylim(len(points) - 0.5, -0.5)
+    finite = np.abs(dsm[np.isfinite(dsm)])
+    limit = max(2 * band, float(finite.max()) * 1.1 if len(finite) else 0.0)
+    ax.set_xlim(-limit, limit)
+    ax.set_xlabel("DSM: machine z-score minus human z-score (hollow: too few essays to judge)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)

@@ -1,202 +1,166 @@
-"""The checks operational scoring programs run before machine scores count (Williamson, Xi &
-Breyer 2012, "A framework for evaluation and use of automated scoring"): agreement close to
-human-human agreement, and machine scores that neither drift from human scores overall nor for
-any subgroup of writers. Pure functions on arrays; the report renders their rows."""
+"""Bootstrap intervals of the agreement statistics that are moments of the scores: correlation,
+RSMTool's continuous QWK, SMD (both definitions), MSE, RMSE, R2 and agreement rates.
+
+Resampling n essays with replacement is drawing multinomial counts ``w`` over the essays, and
+each of these statistics is a function of the weighted sums ``w @ [h, m, h², m², h·m, (h-m)²,
+rates...]``: a chunk of resamples costs one matrix product, not a Python loop over resamples.
+QWK on levels keeps ``metrics.bootstrap_interval`` (the leaderboard's interval, to the digit).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import NO_PROMPT, ScalesLike, as_scales, finite_array, finite_pair, qwk
+from aes_ensemble.metrics import finite_pair
 
-SMD_LIMIT_OVERALL = 0.15
-SMD_LIMIT_PROMPT = SMD_LIMIT_OVERALL
-"""Each prompt is a task of its own, judged like the whole set, not like a subgroup of writers."""
-SMD_LIMIT_SUBGROUP = 0.10
-DEGRADATION_LIMIT = 0.10
-QWK_MINIMUM = 0.70
-MIN_GROUP_N = 10
-"""Subgroups smaller than this get an SMD but no verdict: two essays say nothing about bias."""
-ALL = "(all)"
+CHUNK_CELLS = 2_000_000
+"""Resamples are drawn in chunks of about this many counts, so memory stays flat on ASAP."""
+MOMENTS = ("corr", "wtkappa", "smd", "smd_pooled", "mse", "rmse", "r2")
+"""The statistics :func:`moment_intervals` always returns (``Agreement`` field names)."""
+N_SUMS = 6
 
 
-@dataclass(frozen=True)
-class SmdRow:
-    """Machine vs human mean score of one group of essays (``column`` None: all essays)."""
-
-    column: str | None
-    group: str
-    n: int
-    human_mean: float
-    machine_mean: float
-    smd: float
-    limit: float
-    judged: bool
-    flagged: bool
-
-
-@dataclass(frozen=True)
-class AgreementRow:
-    """Human-machine against human-human QWK on the essays of one prompt (or all of them)."""
-
-    prompt: str
-    n: int
-    human_machine_qwk: float
-    human_human_qwk: float
-    degradation: float
-    flagged: bool
-    below_minimum: bool
+def _statistics(s: np.ndarray, n: float) -> dict[str, np.ndarray]:
+    """Each moment statistic of every resample from its weighted sums ``s`` (columns h, m, h²,
+    m², hm, (h-m)²), defined as ``rsm_metrics.agreement`` defines them."""
+    h, m, hh, mm, hm, err = s[:, :N_SUMS].T
+    mean_h, mean_m = h / n, m / n
+    ss_h, ss_m = hh - n * mean_h**2, mm - n * mean_m**2
+    cov = hm - n * mean_h * mean_m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sd_h = np.sqrt(np.maximum(ss_h, 0) / (n - 1))
+        pooled = np.sqrt(np.maximum(ss_h + ss_m, 0) / (2 * (n - 1)))
+        return {
+            "corr": cov / np.sqrt(np.maximum(ss_h, 0) * np.maximum(ss_m, 0)),
+            "wtkappa": 2 * cov / (ss_h + ss_m + n * (mean_h - mean_m) ** 2),
+            "smd": (mean_m - mean_h) / sd_h,
+            "smd_pooled": (mean_m - mean_h) / pooled,
+            "mse": err / n,
+            "rmse": np.sqrt(err / n),
+            "r2": 1 - err / ss_h,
+        }
 
 
-def pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
-    """``sqrt((var_a + var_b) / 2)`` with sample variances, as Williamson et al. define it."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    return math.sqrt((float(np.var(a, ddof=1)) + float(np.var(b, ddof=1))) / 2)
+def _resampled_sums(columns: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, k)`` sums of ``columns`` over resamples of its rows with replacement: each
+    resample's row counts from one ``bincount`` of drawn indices (``rng.multinomial`` over n
+    equal cells is many times slower for thousands of essays)."""
+    n = len(columns)
+    chunk = max(1, CHUNK_CELLS // n)
+    parts = []
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        drawn = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)
+        parts.append(counts.astype(np.float64) @ columns)  # float x float: BLAS
+    return np.vstack(parts)
 
 
-def smd(machine: object, human: object) -> float:
-    """Standardized mean difference ``(mean machine - mean human) / pooled SD``.
-
-    NaN where it is undefined (fewer than two essays, or both score sets constant): a verdict
-    on such a group would be noise.
-    """
-    return _checked_smd(*finite_pair(machine, human, ("machine scores", "human scores")))
-
-
-def _checked_smd(m: np.ndarray, h: np.ndarray) -> float:
-    sd = pooled_sd(m, h)
-    if math.isnan(sd) or sd == 0:
-        return math.nan
-    return (float(m.mean()) - float(h.mean())) / sd
-
-
-def _smd_row(
-    column: str | None, group: str, machine: np.ndarray, human: np.ndarray, limit: float
-) -> SmdRow:
-    value = _checked_smd(machine, human)
-    judged = len(human) >= MIN_GROUP_N and not math.isnan(value)
-    return SmdRow(
-        column=column,
-        group=group,
-        n=len(human),
-        human_mean=float(human.mean()) if len(human) else math.nan,
-        machine_mean=float(machine.mean()) if len(machine) else math.nan,
-        smd=value,
-        limit=limit,
-        judged=judged,
-        flagged=judged and abs(value) > limit,
-    )
-
-
-def _group_order(label: str) -> tuple[int, float, str]:
-    """Numeric labels (grades) in numeric order, then the rest alphabetically."""
-    try:
-        return (0, float(label), label)
-    except ValueError:
-        return (1, 0.0, label)
-
-
-def _labels(values: object, n: int, column: str) -> np.ndarray:
-    labels = np.asarray(
-        ["(missing)" if v is None else str(v) for v in np.asarray(values, dtype=object)]
-    )
-    if len(labels) != n:
-        raise AesError(f"has {len(labels)} values but there are {n} scores", key=column)
-    return labels
-
-
-def smd_table(
-    machine: object,
-    human: object,
-    subgroups: Mapping[str, object] | None = None,
-    prompts: object | None = None,
-) -> list[SmdRow]:
-    """The overall SMD row and, with ``prompts``, one row per prompt (each a task of its own,
-    limit 0.15); then one row per level of each subgroup column (limit 0.10). Levels are
-    sorted (numbers numerically); missing values group as ``(missing)``."""
-    m, h = finite_pair(machine, human, ("machine scores", "human scores"))
-    rows = [_smd_row(None, ALL, m, h, SMD_LIMIT_OVERALL)]
-    columns: list[tuple[str, object, float]] = []
-    if prompts is not None:
-        columns.append(("prompt", prompts, SMD_LIMIT_PROMPT))
-    columns += [(c, v, SMD_LIMIT_SUBGROUP) for c, v in (subgroups or {}).items()]
-    for column, values, limit in columns:
-        labels = _labels(values, len(h), column)
-        for group in sorted(set(labels.tolist()), key=_group_order):
-            mask = labels == group
-            rows.append(_smd_row(column, group, m[mask], h[mask], limit))
-    return rows
-
-
-def smd_limits(rows: Sequence[SmdRow]) -> list[tuple[float, list[str]]]:
-    """Which limit applies to which rows, read from the rows themselves (largest limit first):
-    ``[(0.15, ["all essays", "each prompt"]), (0.10, ["each gender group", ...])]``."""
-    by_limit: dict[float, list[str]] = {}
-    for r in rows:
-        what = (
-            "all essays"
-            if r.column is None
-            else "each prompt"
-            if r.column == "prompt"
-            else f"each {r.column} group"
-        )
-        if what not in by_limit.setdefault(r.limit, []):
-            by_limit[r.limit].append(what)
-    return sorted(by_limit.items(), reverse=True)
-
-
-def _agreement(prompt: str, n: int, hm: float, hh: float) -> AgreementRow:
-    degradation = hh - hm
-    return AgreementRow(
-        prompt, n, hm, hh, degradation, degradation > DEGRADATION_LIMIT, hm < QWK_MINIMUM
-    )
-
-
-def agreement_table(
+def moment_intervals(
     human: object,
     machine: object,
-    rater1: object,
-    rater2: object,
-    prompts: object,
-    scales: ScalesLike,
-) -> list[AgreementRow]:
-    """Per prompt: QWK of the machine against the resolved human score (on the prompt's scale)
-    next to the QWK of the two human raters (on their own range, which for some ASAP prompts is
-    not the resolved score's); flagged when human-human exceeds human-machine by more than 0.10,
-    and marked when human-machine QWK is below the 0.70 minimum.
+    *,
+    rates: Mapping[str, np.ndarray] | None = None,
+    strata: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval ``(lo, hi)`` at level ``1 - alpha`` of each statistic in
+    :data:`MOMENTS` and of each agreement rate in ``rates`` (name -> one bool per essay, e.g.
+    ``exact_agr``: the two scores are the same level), in percent.
 
-    Only essays with both ratings count. The ``(all)`` row is the mean of the per-prompt values
-    with per-prompt scales (the ASAP protocol), else one QWK over all those essays.
+    With ``strata`` (a label per essay: the prompt where prompts have their own scales) each
+    stratum is resampled to its own size, ``wtkappa`` is the mean of the strata's values (the
+    ASAP protocol) and the other statistics are computed on all essays together. SMD is
+    RSMTool's unpooled ``(mean m - mean h) / SD h``, ``smd_pooled`` Williamson et al.'s. NaN
+    bounds where a statistic is undefined in over a tenth of the resamples (constant scores).
     """
-    scales = as_scales(scales)
-    h = finite_array(human, "human scores")
-    m = finite_array(machine, "machine scores")
-    r1 = np.asarray(rater1, dtype=float).ravel()
-    r2 = np.asarray(rater2, dtype=float).ravel()
-    keys = np.asarray(
-        [NO_PROMPT if p is None else str(p) for p in np.asarray(prompts, dtype=object)]
+    if n_boot < 1:
+        raise AesError(f"n_boot {n_boot} must be at least 1")
+    h, m = finite_pair(human, machine, ("human scores", "machine scores"))
+    rates = dict(rates or {})
+    names = (*MOMENTS, *rates)
+    if len(h) < 2:
+        return {name: (math.nan, math.nan) for name in names}
+    columns = np.column_stack(
+        [h, m, h * h, m * m, h * m, (h - m) ** 2]
+        + [np.asarray(v, dtype=float).ravel() for v in rates.values()]
     )
-    if not len(h) == len(m) == len(r1) == len(r2) == len(keys):
-        raise AesError("human, machine, rater1, rater2 and prompts must have the same length")
-    both = np.isfinite(r1) & np.isfinite(r2)
-    if not both.any():
-        return []
-    rows: list[AgreementRow] = []
-    for prompt in sorted(set(keys[both].tolist())):
-        sel = both & (keys == prompt)
-        scale = scales.for_prompt(None if prompt == NO_PROMPT else prompt)
-        hm = qwk(h[sel], m[sel], scale=scale)
-        rows.append(_agreement(prompt, int(sel.sum()), hm, qwk(r1[sel], r2[sel])))
-    if scales.is_per_prompt:
-        hm_all = float(np.mean([r.human_machine_qwk for r in rows]))
-        hh_all = float(np.mean([r.human_human_qwk for r in rows]))
-    else:
-        hm_all = qwk(h[both], m[both], scale=scales.for_prompt(None))
-        hh_all = qwk(r1[both], r2[both])
-    return [_agreement(ALL, int(both.sum()), hm_all, hh_all), *rows]
+    labels = (
+        np.zeros(len(h), dtype=np.int64)
+        if strata is None
+        else np.unique(np.asarray(strata, dtype=str), return_inverse=True)[1]
+    )
+    rng = np.random.default_rng(seed)
+    sums = np.zeros((n_boot, columns.shape[1]))
+    kappas = []
+    for g in range(int(labels.max()) + 1):
+        part = _resampled_sums(columns[labels == g], n_boot, rng)
+        sums += part
+        kappas.append(_statistics(part, float((labels == g).sum()))["wtkappa"])
+    stats = _statistics(sums, float(len(h)))
+    if strata is not None:
+        stats["wtkappa"] = np.mean(kappas, axis=0)
+    for j, name in enumerate(rates, start=N_SUMS):
+        stats[name] = 100 * sums[:, j] / len(h)
+    out = {}
+    for name in names:
+        values = stats[name][np.isfinite(stats[name])]
+        if len(values) < max(2, 0.9 * n_boot):
+            out[name] = (math.nan, math.nan)
+            continue
+        lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+        out[name] = (float(lo), float(hi))
+    return out
+
+
+def group_r2_intervals(
+    outcomes: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of the adjusted R2 of ``y ~ group`` for each outcome ``y``
+    in ``outcomes`` (RSMTool's OSA: squared error, OSD: signed error), essays with a label only.
+
+    A one-way model's R2 is ``SS_between / SS_total``, a function of each group's count, sum and
+    sum of squares, so every resample costs a matrix product, not an OLS fit; adjusted as
+    statsmodels does, ``1 - (1 - R2) (n - 1) / (n - k)`` with ``k`` the groups in the resample.
+    """
+    known = np.asarray([v is not None for v in labels], dtype=bool)
+    codes = np.unique(np.asarray(labels[known], dtype=str), return_inverse=True)[1]
+    k = int(codes.max()) + 1 if len(codes) else 0
+    n = len(codes)
+    if n < 3 or k < 2:
+        return {name: (math.nan, math.nan) for name in outcomes}
+    member = np.eye(k)[codes]
+    ys = [np.asarray(y, dtype=float)[known] for y in outcomes.values()]
+    columns = np.column_stack(
+        [member] + [member * y[:, None] for y in ys] + [member * (y**2)[:, None] for y in ys]
+    )
+    sums = _resampled_sums(columns, n_boot, np.random.default_rng(seed))
+    counts = sums[:, :k]
+    present = (counts > 0).sum(axis=1)
+    out = {}
+    for j, name in enumerate(outcomes):
+        s = sums[:, k * (1 + j) : k * (2 + j)]
+        q = sums[:, k * (1 + len(ys) + j) : k * (2 + len(ys) + j)]
+        total = s.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            between = np.where(counts > 0, s**2 / counts, 0).sum(axis=1) - total**2 / n
+            ss_total = q.sum(axis=1) - total**2 / n
+            r2 = 1 - (1 - between / ss_total) * (n - 1) / (n - present)
+        values = r2[np.isfinite(r2)]
+        if len(values) < max(2, 0.9 * n_boot):
+            out[name] = (math.nan, math.nan)
+            continue
+        lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+        out[name] = (float(lo), float(hi))
+    return out
