@@ -117,10 +117,14 @@ def test_test_run_sums_up_skips_by_reason_and_reports_failures_in_full(tmp_path:
         "def test_broken():\n    assert 1 == 2\n",
         encoding="utf-8",
     )
-    options = ["-c", str(repo / "pyproject.toml"), "-p", "tests.conftest", "-p", "no:cacheprovider"]
+    # `-p conftest` from tests/ itself: a dependency (textstat) installs a top-level `tests`
+    # package that would shadow the repository's namespace package `tests`.
+    options = ["-c", str(repo / "pyproject.toml"), "-p", "conftest", "-p", "no:cacheprovider"]
+    env = {**os.environ, "PYTHONPATH": str(repo / "tests")}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *options, "--rootdir", str(tmp_path), str(tmp_path)],
         cwd=repo,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,

@@ -117,6 +117,8 @@ def command() -> Any:
         score_commands,
         serve_commands,
         stack_commands,
+        tune_commands,
+        validity_commands,
     )
 
     for module in (
@@ -124,9 +126,11 @@ def command() -> Any:
         fit_commands,
         stack_commands,
         report_commands,
+        validity_commands,
         demo_commands,
         score_commands,
         serve_commands,
+        tune_commands,
     ):
         module.register(app)
     built = typer.main.get_command(app)

@@ -1,4 +1,5 @@
-"""Features shared by the CPU learners: handcrafted, TF-IDF, embeddings, and their cache.
+"""Features shared by the CPU learners: handcrafted, linguistic, TF-IDF, embeddings, and their
+cache.
 
 Names are imported on first use, so ``import aes_ensemble.features.cache`` (a cache writer)
 does not pay for scikit-learn or polars, and nothing here loads torch until embeddings run.
@@ -17,7 +18,13 @@ if TYPE_CHECKING:
         handcrafted_features,
         handcrafted_matrix,
     )
+    from aes_ensemble.features.linguistic import (
+        LINGUISTIC_VERSION,
+        LinguisticConfig,
+        linguistic_matrix,
+    )
     from aes_ensemble.features.pipeline import FeatureConfig, FeaturePipeline
+    from aes_ensemble.features.prompt_similarity import PromptSimilarity
     from aes_ensemble.features.tfidf import TfidfConfig, TfidfFeatures
 
 _WHERE = {
@@ -27,6 +34,10 @@ _WHERE = {
     "HANDCRAFTED_VERSION": "handcrafted",
     "handcrafted_features": "handcrafted",
     "handcrafted_matrix": "handcrafted",
+    "LINGUISTIC_VERSION": "linguistic",
+    "LinguisticConfig": "linguistic",
+    "linguistic_matrix": "linguistic",
+    "PromptSimilarity": "prompt_similarity",
     "FeatureConfig": "pipeline",
     "FeaturePipeline": "pipeline",
     "TfidfConfig": "tfidf",
@@ -35,15 +46,19 @@ _WHERE = {
 
 __all__ = [
     "HANDCRAFTED_VERSION",
+    "LINGUISTIC_VERSION",
     "EmbeddingConfig",
     "FeatureCache",
     "FeatureConfig",
     "FeaturePipeline",
+    "LinguisticConfig",
+    "PromptSimilarity",
     "TfidfConfig",
     "TfidfFeatures",
     "embed_texts",
     "handcrafted_features",
     "handcrafted_matrix",
+    "linguistic_matrix",
 ]
 
 

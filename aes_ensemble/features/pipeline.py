@@ -1,9 +1,11 @@
 """Essays -> feature matrix for one fold: cached per-text blocks plus per-fold fitted blocks.
 
-Handcrafted features and embeddings depend on one text only, so they come from the
-``FeatureCache`` (computed once per essay, shared by every fold and learner). TF-IDF, its SVD and
-the standardiser learn from data, so they are fitted on the fold's training rows only.
-Column order: raw TF-IDF (if no SVD), handcrafted, SVD components, embeddings.
+Handcrafted and linguistic features and embeddings depend on one text only, so they come from
+the ``FeatureCache`` (computed once per essay, shared by every fold and learner). TF-IDF, its SVD,
+the prompt similarity and the standardiser learn from data, so they are fitted on the fold's
+training rows only.
+Column order: raw TF-IDF (if no SVD), handcrafted, linguistic, prompt similarity, SVD
+components, embeddings.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 from sklearn.decomposition import TruncatedSVD
 from threadpoolctl import threadpool_limits
 
@@ -24,6 +26,10 @@ from aes_ensemble.features.cache import FeatureCache
 from aes_ensemble.features.embeddings import EmbeddingConfig, embed_texts
 from aes_ensemble.features.handcrafted import HANDCRAFTED_VERSION, handcrafted_matrix
 from aes_ensemble.features.handcrafted import feature_names as handcrafted_names
+from aes_ensemble.features.linguistic import LINGUISTIC_VERSION, LinguisticConfig, linguistic_matrix
+from aes_ensemble.features.linguistic import feature_names as linguistic_names
+from aes_ensemble.features.prompt_similarity import NAMES as PROMPT_SIMILARITY_NAMES
+from aes_ensemble.features.prompt_similarity import PromptSimilarity
 from aes_ensemble.features.tfidf import TfidfConfig, TfidfFeatures
 from aes_ensemble.io import write_json_atomic, write_npy_atomic
 
@@ -34,6 +40,7 @@ class FeatureConfig(StrictModel):
     """The ``features:`` section of a learner config."""
 
     handcrafted: bool = True
+    linguistic: LinguisticConfig | None = None
     tfidf: TfidfConfig | None = None
     svd_components: int | None = Field(None, ge=1)
     embeddings: EmbeddingConfig | None = None
@@ -43,9 +50,18 @@ class FeatureConfig(StrictModel):
     def _check(self) -> FeatureConfig:
         if self.svd_components is not None and self.tfidf is None:
             raise ValueError("svd_components needs a tfidf section to reduce")
-        if not (self.handcrafted or self.tfidf or self.embeddings):
-            raise ValueError("no features: enable handcrafted, tfidf or embeddings")
+        if not (self.handcrafted or self.linguistic or self.tfidf or self.embeddings):
+            raise ValueError("no features: enable handcrafted, linguistic, tfidf or embeddings")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``linguistic`` out while unset, so a config written before it existed keeps its
+        hash, and its fitted folds stay current."""
+        data: dict[str, Any] = handler(self)
+        if self.linguistic is None:
+            data.pop("linguistic", None)
+        return data
 
 
 class FeaturePipeline:
@@ -64,6 +80,7 @@ class FeaturePipeline:
         self.progress = progress
         self.tfidf: TfidfFeatures | None = None
         self.svd_components: np.ndarray | None = None
+        self.prompt_similarity: PromptSimilarity | None = None
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
         self.embedding_dim = 0
@@ -80,13 +97,14 @@ class FeaturePipeline:
         self._cached_blocks(essays.texts)
 
     def fit(self, essays: Any) -> FeaturePipeline:
-        """Fit TF-IDF, SVD and the standardiser on ``essays``: a fold's training rows only."""
-        self._fit(essays.texts)
+        """Fit TF-IDF, SVD, prompt similarity and the standardiser on ``essays``: a fold's
+        training rows only."""
+        self._fit(essays)
         return self
 
     def fit_transform(self, essays: Any) -> np.ndarray | sp.csr_matrix:
         """``fit`` then ``transform`` of the same essays, each block built once."""
-        tfidf, dense = self._fit(essays.texts)
+        tfidf, dense = self._fit(essays)
         return self._assemble(tfidf, self._scale(dense))
 
     def transform(self, essays: Any) -> np.ndarray | sp.csr_matrix:
@@ -95,13 +113,21 @@ class FeaturePipeline:
             raise RuntimeError("FeaturePipeline is not fitted: call fit() first")
         texts = essays.texts
         tfidf = None if self.tfidf is None else self.tfidf.transform(texts)
-        return self._assemble(tfidf, self._scale(self._dense(texts, tfidf)))
+        similarity = None
+        if self.prompt_similarity is not None:
+            similarity = self.prompt_similarity.transform(texts, essays.prompts)
+        return self._assemble(tfidf, self._scale(self._dense(texts, tfidf, similarity)))
 
-    def _fit(self, texts: list[str]) -> tuple[sp.csr_matrix | None, np.ndarray]:
+    def _fit(self, essays: Any) -> tuple[sp.csr_matrix | None, np.ndarray]:
         """Fit every learned block; the training rows' TF-IDF and unscaled dense block."""
+        texts = essays.texts
         if not texts:
             raise AesError("cannot fit features on zero essays")
         self.tfidf = self.svd_components = self.mean = self.std = None
+        self.prompt_similarity = similarity = None
+        if self.config.linguistic is not None and self.config.linguistic.prompt_similarity:
+            self.prompt_similarity = PromptSimilarity()
+            similarity = self.prompt_similarity.fit_transform(texts, essays.prompts)
         tfidf = None
         if self.config.tfidf is not None:
             self.tfidf = TfidfFeatures(self.config.tfidf).fit(texts)
@@ -109,7 +135,7 @@ class FeaturePipeline:
             if self.config.svd_components is not None:
                 self._fit_svd(tfidf, self.config.svd_components)
         self.fitted = True
-        dense = self._dense(texts, tfidf)
+        dense = self._dense(texts, tfidf, similarity)
         if self.config.scale and dense.shape[1]:
             self.mean = dense.mean(axis=0, dtype=np.float64)
             std = dense.std(axis=0, dtype=np.float64)
@@ -134,6 +160,10 @@ class FeaturePipeline:
             names += [f"tfidf.{n}" for n in self.tfidf.feature_names()]
         if self.config.handcrafted:
             names += [f"hc.{n}" for n in handcrafted_names()]
+        if self.config.linguistic is not None:
+            names += [f"ling.{n}" for n in linguistic_names(self.config.linguistic)]
+        if self.prompt_similarity is not None:
+            names += [f"ling.prompt.{n}" for n in PROMPT_SIMILARITY_NAMES]
         if self.svd_components is not None:
             names += [f"svd.{i}" for i in range(self.svd_components.shape[0])]
         names += [f"emb.{i}" for i in range(self.embedding_dim)]
@@ -157,19 +187,28 @@ class FeaturePipeline:
         blocks = []
         if self.config.handcrafted:
             blocks.append(handcrafted_matrix(texts, self.cache))
+        if self.config.linguistic is not None:
+            blocks.append(linguistic_matrix(texts, self.config.linguistic, self.cache))
         if self.config.embeddings is not None:
             emb = embed_texts(texts, self.config.embeddings, self.cache, progress=self.progress)
             self.embedding_dim = emb.shape[1]
             blocks.append(emb)
         return blocks
 
-    def _dense(self, texts: list[str], tfidf: sp.csr_matrix | None) -> np.ndarray:
-        """The unscaled dense columns: cached blocks, and the SVD of ``tfidf`` (these texts')."""
+    def _dense(
+        self, texts: list[str], tfidf: sp.csr_matrix | None, similarity: np.ndarray | None
+    ) -> np.ndarray:
+        """The unscaled dense columns: cached blocks, then (before the embeddings) the prompt
+        similarity and the SVD of ``tfidf``, all of these texts."""
         blocks = self._cached_blocks(texts)
+        at = int(self.config.handcrafted) + int(self.config.linguistic is not None)
+        if similarity is not None:
+            blocks.insert(at, similarity)
+            at += 1
         if self.svd_components is not None:
             assert tfidf is not None
             reduced = tfidf @ self.svd_components.T
-            blocks.insert(1 if self.config.handcrafted else 0, np.asarray(reduced))
+            blocks.insert(at, np.asarray(reduced))
         if not blocks:
             return np.zeros((len(texts), 0), dtype=np.float32)
         return np.hstack(blocks).astype(np.float32)
@@ -187,6 +226,8 @@ class FeaturePipeline:
         directory.mkdir(parents=True, exist_ok=True)
         if self.tfidf is not None:
             self.tfidf.save(directory / "tfidf")
+        if self.prompt_similarity is not None:
+            self.prompt_similarity.save(directory / "prompt_similarity")
         arrays = {"svd_components": self.svd_components, "mean": self.mean, "std": self.std}
         for name, array in arrays.items():
             if array is not None:
@@ -198,6 +239,7 @@ class FeaturePipeline:
                 "config": self.config.model_dump(mode="json"),
                 "seed": self.seed,
                 "handcrafted_version": HANDCRAFTED_VERSION,
+                "linguistic_version": LINGUISTIC_VERSION,
                 "embedding_dim": self.embedding_dim,
                 "arrays": sorted(k for k, v in arrays.items() if v is not None),
             },
@@ -225,8 +267,16 @@ class FeaturePipeline:
                 f"this version computes {HANDCRAFTED_VERSION}: refit",
                 path=meta_path,
             )
+        if meta.get("linguistic_version") != LINGUISTIC_VERSION and config.linguistic:
+            raise AesError(
+                f"saved with linguistic features {meta.get('linguistic_version')}, "
+                f"this version computes {LINGUISTIC_VERSION}: refit",
+                path=meta_path,
+            )
         if config.tfidf is not None:
             out.tfidf = TfidfFeatures.load(directory / "tfidf")
+        if config.linguistic is not None and config.linguistic.prompt_similarity:
+            out.prompt_similarity = PromptSimilarity.load(directory / "prompt_similarity")
         out.svd_components = arrays.get("svd_components")
         out.mean, out.std = arrays.get("mean"), arrays.get("std")
         out.embedding_dim = int(meta["embedding_dim"])

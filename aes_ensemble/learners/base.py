@@ -20,13 +20,17 @@ from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.io import read_json_file, write_json_atomic
 from aes_ensemble.scales import ScoreScales
+from aes_ensemble.tuning.space import SearchParam
 
 # Modules whose import registers learner kinds; imported lazily so torch loads only when needed.
 KIND_MODULES: dict[str, str] = {
     "lgbm": "aes_ensemble.learners.gbdt",
     "xgb": "aes_ensemble.learners.gbdt",
+    "lgbm_ordinal": "aes_ensemble.learners.gbdt_ordinal",
+    "xgb_ordinal": "aes_ensemble.learners.gbdt_ordinal",
     "ridge": "aes_ensemble.learners.linear",
     "svr": "aes_ensemble.learners.linear",
+    "string_kernel": "aes_ensemble.learners.string_kernel",
     "transformer": "aes_ensemble.learners.transformer",
 }
 
@@ -58,6 +62,9 @@ class LearnerConfig(StrictModel):
     kind: str
     seed: int = 42
     resources: Resources = Field(default_factory=Resources, exclude=True)
+    # What `aes-ensemble tune` may vary (dotted keys); searching never changes a fit, so it is
+    # left out of the dump and hash too. Empty: the kind's default space.
+    search: dict[str, SearchParam] = Field(default_factory=dict, exclude=True)
 
 
 def task_resources(config: LearnerConfig) -> Resources:
