@@ -4,6 +4,8 @@
         [--learners ridge_tfidf,lgbm,xgb,svr_emb] [--metas ridge,nnls,hill] \
         [--cache DIR] [--out docs] [--skip-speed] [--score [--score-learners ridge_tfidf,lgbm,xgb]]
         [--scale [--scale-learners ridge_tfidf,lgbm,xgb] [--jobs 2]]
+    python -m bench --quality --asap ... --ellipse ... --cache DIR \
+        [--quality-learners ridge_tfidf,lgbm,xgb] [--lopo-learners ridge_tfidf,lgbm]
 
 Each dataset gets its own workspace under ``bench/runs/<dataset>/`` (git-ignored), so a rerun
 reuses finished folds. ``--cache`` points the workspaces at a feature cache (MiniLM embeddings are
@@ -11,7 +13,10 @@ the slow part on a CPU). ``--score`` adds the scoring section (bench/bench_score
 the demo stack scoring ELLIPSE); run alone (``--score --skip-speed``, no dataset), it keeps the
 other sections' saved results. ``--scale`` adds the scaling section (bench/bench_scale.py: the
 learners' folds sequentially, with ``--jobs``, and on a local Ray cluster, on ASAP where
-``--asap`` is given). Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
+``--asap`` is given). ``--quality`` runs only the CPU-quality section (bench/bench_quality.py:
+each learner alone and its gain in the stack, the stack against its goals, leave-one-prompt-out
+on ASAP) and replaces only that section of the saved JSON and page. Results go to
+``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import platform
 import resource
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -65,6 +71,13 @@ def asap_workspace(asap: Path, cache: Path | None) -> Workspace:
     return ws
 
 
+def asap_lopo_workspace(asap: Path, cache: Path | None) -> Workspace:
+    """ASAP with its own workspace for leave-one-prompt-out (bench_quality sets the folds)."""
+    return _workspace(
+        "asap_lopo", {"train": str(asap / "training_set_rel3.clean.csv"), "format": "asap"}, cache
+    )
+
+
 def ellipse_file(ellipse: Path) -> Path:
     return ellipse / "ELLIPSE_Final_github_test.csv"
 
@@ -95,8 +108,8 @@ def human_agreement(asap: Path) -> dict[str, float]:
 
 
 def _rater_scales(scales: Any, frame: Any) -> Any:
-    """Raters 1 and 2 on prompts 7 and 8 score half of the resolved range; their scale is the
-    range their own scores span."""
+    """The raters' scale: the range their own scores span (reading doubles ASAP's ratings on the
+    prompts whose resolved score is their sum; QWK is the same either way)."""
     from aes_ensemble.scales import ScoreScale, ScoreScales
 
     per = {}
@@ -261,6 +274,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["Published means over the 8 prompts on the same split:", ""]
             lines += [f"- {k}: {v}" for k, v in PUBLISHED_ASAP.items()]
             lines += [*best_lines(res), ""]
+    if "quality" in results:
+        from bench import bench_quality
+
+        lines += bench_quality.markdown(results["quality"])
     speed_results = results.get("speed")
     if speed_results:
         m = speed_results["metrics"]
@@ -310,6 +327,57 @@ def _with_saved_sections(out: Path, results: dict[str, Any]) -> tuple[dict[str, 
     return {**saved, "score": results["score"]}, f"{head}\n\n{section}"
 
 
+def quality_section(args: argparse.Namespace, results: dict[str, Any]) -> int:
+    """Run bench_quality on the datasets given; each part (ASAP, ELLIPSE, leave-one-prompt-out)
+    replaces its own part of the saved section as soon as it is measured, so a long run that
+    stops early keeps what it finished, and a run of one dataset keeps the others."""
+    from bench import bench_quality as bq
+
+    metas = [m for m in args.metas.split(",") if m]
+    run = {"machine": results["machine"], "command": results["command"]}
+    asap_specs = bq.parse_specs(
+        args.quality_learners if args.quality_asap_learners is None else args.quality_asap_learners
+    )
+    if args.asap and asap_specs:
+        print("ASAP (standard split): ablation", flush=True)
+        ws = asap_workspace(args.asap, args.cache)
+        bq.write_configs(ws, asap_specs)
+        _save_quality(args.out, "asap", {**bq.ablation(ws, asap_specs, metas, "asap"), **run})
+    if args.ellipse:
+        print("ELLIPSE (prompt-grouped): ablation", flush=True)
+        ws = ellipse_workspace(args.ellipse, args.cache)
+        specs = bq.parse_specs(args.quality_learners)
+        bq.write_configs(ws, specs)
+        _save_quality(args.out, "ellipse", {**bq.ablation(ws, specs, metas, "ellipse"), **run})
+    if args.asap and bq.parse_specs(args.lopo_learners):
+        print("ASAP leave-one-prompt-out", flush=True)
+        ws = asap_lopo_workspace(args.asap, args.cache)
+        _save_quality(
+            args.out, "lopo", {**bq.lopo(ws, bq.parse_specs(args.lopo_learners), metas), **run}
+        )
+    return 0
+
+
+def _save_quality(out: Path, part: str, value: dict[str, Any]) -> None:
+    """``value`` as part ``part`` of the saved quality section (JSON and page), atomically."""
+    from bench import bench_quality as bq
+
+    json_path, page_path = out / "benchmarks.json", out / "benchmarks.md"
+    saved = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
+    section = saved.get("quality") or {}
+    section = {"datasets": dict(section.get("datasets", {})), "lopo": section.get("lopo")}
+    if part == "lopo":
+        section["lopo"] = value
+    else:
+        section["datasets"][part] = value
+    section = {k: v for k, v in section.items() if v}
+    page = page_path.read_text(encoding="utf-8") if page_path.is_file() else "# Benchmarks\n"
+    page = bq.replace_section(page, bq.HEADING, bq.markdown(section), before="## Speed")
+    write_json_atomic(json_path, {**saved, "quality": section})
+    write_text_atomic(page_path, page)
+    print(f"wrote {page_path} ({part})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--asap", type=Path)
@@ -328,6 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-learners", default="ridge_tfidf,lgbm,xgb")
     parser.add_argument("--jobs", type=int, default=2, help="Workers of the scaling section.")
     parser.add_argument(
+        "--quality", action="store_true", help="Only the CPU-quality section (ablation, LOPO)."
+    )
+    parser.add_argument("--quality-learners", default="ridge_tfidf,lgbm,xgb")
+    parser.add_argument(
+        "--quality-asap-learners", help="Default: --quality-learners; '' skips the ASAP ablation"
+    )
+    parser.add_argument(
+        "--lopo-learners", default="ridge_tfidf,lgbm", help="ASAP leave-one-prompt-out; '' skips"
+    )
+    parser.add_argument(
         "--render", action="store_true", help="Only rewrite benchmarks.md from benchmarks.json."
     )
     args = parser.parse_args(argv)
@@ -340,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, "
         f"Python {platform.python_version()}",
-        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "datasets": {},
     }
+    if args.quality:
+        return quality_section(args, results)
     started = time.perf_counter()
     texts: list[str] = []
     if args.ellipse:
