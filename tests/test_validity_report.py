@@ -20,7 +20,7 @@ from aes_ensemble.report.leaderboard import Scored, Timing
 from aes_ensemble.report.rsm_metrics import agreement
 from aes_ensemble.report.true_score import true_score
 from aes_ensemble.report.validity import moment_intervals
-from aes_ensemble.report.validity_doc import SCHEMA_VERSION, validity_document
+from aes_ensemble.report.validity_doc import SCHEMA_VERSION, rating_step, validity_document
 from aes_ensemble.sample import TRAIN, sample_path
 from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.stacking.scores import Scoring
@@ -206,7 +206,12 @@ def test_second_rating_gives_consistency_degradation_and_prmse() -> None:
     hh = doc["human_human"]
     b = essays.prompts == "b"
     expected = agreement(first[b], second[b], scale=ScoreScale(0, 3), smd_method="pooled")
-    assert hh["per_prompt"]["b"] == pytest.approx(expected.as_dict(), nan_ok=True)
+    row = dict(hh["per_prompt"]["b"])
+    assert row.pop("rating_step") == 1.0
+    pair = b & both
+    within_one = np.abs(first[pair] - second[pair]) <= 1
+    assert row.pop("adj_agr_rating") == pytest.approx(100 * within_one.mean())
+    assert row == pytest.approx(expected.as_dict(), nan_ok=True)
     block = doc["models"][0]["consistency"]["per_prompt"]["b"]["levels"]
     mh = doc["models"][0]["per_prompt"]["b"]["levels"]
     assert block["degradation"]["wtkappa"] == pytest.approx(mh["wtkappa"] - expected.wtkappa)
@@ -339,3 +344,22 @@ def test_osa_osd_r2_intervals_are_percentiles_of_refitted_models() -> None:
         ]
         expected = np.quantile([f.rsquared_adj for f in fits], [0.025, 0.975])
         assert found[name] == pytest.approx(tuple(expected), rel=1e-9), name
+
+
+def test_adjacent_human_agreement_is_one_rating_step_apart() -> None:
+    """Ratings doubled onto the resolved scale (ASAP prompts 1, 7, 8) differ in steps of 2:
+    one step apart is adjacent, where RSMTool's one-point ``adj_agr`` calls it a disagreement."""
+    assert rating_step(np.array([2.0, 4.0, 8.0, np.nan])) == 2.0
+    assert rating_step(np.array([1.0, 1.5, 3.0])) == 0.5
+    assert rating_step(np.array([3.0, 3.0])) == 1.0
+    essays = _two_raters()
+    first, second = essays.human_ratings()
+    doubled = essays.frame.with_columns(pl.col("rater1") * 2, pl.col("rater2") * 2)
+    scales = ScoreScales(per_prompt={"a": ScoreScale(2, 12), "b": ScoreScale(0, 6)})
+    frame = doubled.with_columns(pl.col("score") * 2)
+    twice = dataclasses.replace(essays, frame=frame, scales=scales)
+    doc = validity_document(twice, [_scored("m", twice, 0.6, 2)], n_boot=20, seed=0)
+    row = doc["human_human"]["overall"]
+    both = np.isfinite(second)
+    assert row["adj_agr_rating"] == pytest.approx(100 * np.mean(np.abs(first - second)[both] <= 1))
+    assert row["adj_agr"] == pytest.approx(100 * np.mean(first[both] == second[both]))

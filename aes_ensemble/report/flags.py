@@ -62,8 +62,8 @@ _RULES = (
         "human-human exact agreement below 50%",
     ),
     (
-        "hh_adjacent_low", "adj_agr", "<", 95.0, "RSMTool consistency.ipynb",
-        "human-human exact-plus-adjacent agreement below 95%",
+        "hh_adjacent_low", "adj_agr_rating", "<", 95.0, "RSMTool consistency.ipynb",
+        "human-human agreement within one rating step below 95%",
     ),
 )  # fmt: skip
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -286,7 +286,23 @@ def _human_human(data: _Data) -> dict[str, Any] | None:
     first, second = data.ratings
     both = np.isfinite(first) & np.isfinite(second)
     overall, per = _agreements(data, first, second, both, continuous=False, smd_method="pooled")
+    within = np.zeros(len(first), dtype=bool)
+    for key, row in per.items():
+        rows = both & (data.prompts == key)
+        row["rating_step"] = rating_step(np.concatenate([first[rows], second[rows]]))
+        within[rows] = np.abs(first[rows] - second[rows]) <= row["rating_step"] + 1e-9
+        row["adj_agr_rating"] = 100 * float(within[rows].mean())
+    overall["adj_agr_rating"] = 100 * float(within[both].mean()) if both.any() else math.nan
     return {"n": int(both.sum()), "overall": overall, "per_prompt": per}
+
+
+def rating_step(ratings: np.ndarray) -> float:
+    """The smallest difference between two distinct ratings: 1 for whole points, 0.5 for half
+    points, 2 where ratings were doubled onto the resolved score's scale (ASAP prompts 1, 7, 8).
+    Adjacent human-human agreement means one such step apart; RSMTool's ``adj_agr`` (one score
+    point) would count doubled ratings one step apart as disagreeing."""
+    levels = np.unique(ratings[np.isfinite(ratings)])
+    return float(np.diff(levels).min()) if len(levels) > 1 else 1.0
 
 
 # --- one model -------------------------------------------------------------------------------
@@ -439,8 +455,10 @@ def _consistency(
 
 
 def _as_agreement(row: Mapping[str, Any]) -> Agreement:
-    """An ``Agreement`` back from its dict (overall rows are pooled as dicts)."""
-    return Agreement(**{**dict(row), "smd_method": "unpooled"})
+    """An ``Agreement`` back from its dict (overall rows are pooled as dicts; human-human rows
+    carry the rating step too)."""
+    names = {f.name for f in fields(Agreement)}
+    return Agreement(**{**{k: v for k, v in row.items() if k in names}, "smd_method": "unpooled"})
 
 
 def _fairness(
