@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from aes_ensemble.errors import AesError
@@ -66,6 +66,7 @@ class FoldRecord:
     n_train: int
     n_valid: int
     finished: str
+    feature_versions: dict[str, str] = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:
         write_json_atomic(directory / DONE, asdict(self))
@@ -76,6 +77,9 @@ class DamagedRecordError(AesError):
 
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
+LEGACY_FEATURE_VERSIONS = {"handcrafted": "hc-1", "embeddings": "emb-1", "linguistic": "ling-3"}
+"""What a ``done.json`` without ``feature_versions`` was fitted with: the only versions there were
+before records carried them."""
 
 
 def read_record(directory: Path) -> FoldRecord | None:
@@ -87,7 +91,16 @@ def read_record(directory: Path) -> FoldRecord | None:
         return None
     if not isinstance(data, dict):
         raise DamagedRecordError("is not a JSON object", path=path)
+    versions = data.get("feature_versions", LEGACY_FEATURE_VERSIONS)
+    if not isinstance(versions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+    ):
+        raise DamagedRecordError(
+            "must map feature blocks to versions", path=path, key="feature_versions"
+        )
     for f in fields(FoldRecord):
+        if f.name == "feature_versions":
+            continue
         value = data.get(f.name)
         if value is None:
             raise DamagedRecordError(
@@ -97,7 +110,8 @@ def read_record(directory: Path) -> FoldRecord | None:
             raise DamagedRecordError(
                 f"must be of type {f.type}, not {value!r:.40}", path=path, key=f.name
             )
-    return FoldRecord(**{f.name: data[f.name] for f in fields(FoldRecord)})
+    known = {f.name: data[f.name] for f in fields(FoldRecord) if f.name != "feature_versions"}
+    return FoldRecord(**known, feature_versions=dict(versions))
 
 
 def part_run_id(path: Path) -> str | None:

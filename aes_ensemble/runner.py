@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -147,6 +147,7 @@ class Run:
     train_hash: str
     test_hash: str
     data_hash: str
+    feature_versions: dict[str, str]
 
     def model_dir(self, fold: int) -> Path:
         return self.ws.model_dir(self.name, fold)
@@ -174,6 +175,9 @@ def fold_state(run: Run, fold: int) -> tuple[FoldRecord | None, str]:
             f"fold {fold} was fitted with another config "
             f"({done.config_hash} -> {run.config_hash}); refitting"
         )
+    changed = changed_definitions(done.feature_versions, run.feature_versions)
+    if changed:
+        return None, f"fold {fold} was fitted with other feature definitions ({changed}); refitting"
     if done.folds_hash != run.folds.hash or done.fold != fold:
         return None, f"fold {fold} was fitted on other folds; refitting"
     if done.train_hash != run.train_hash:
@@ -307,6 +311,7 @@ def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> 
         n_train=len(train),
         n_valid=len(valid),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        feature_versions=run.feature_versions,
     )
     key = str(fold)
     timing = {
@@ -362,7 +367,30 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
         train_hash=train.fingerprint(),
         test_hash="" if test is None else test.fingerprint(),
         data_hash=data_fingerprint(train, test),
+        feature_versions=feature_versions(config),
     )
+
+
+def changed_definitions(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:
+    """The feature blocks whose definition changed since ``recorded``, in words
+    (``"handcrafted hc-1 -> hc-2"``); empty when none did."""
+    return ", ".join(
+        f"{block} {recorded.get(block, 'none')} -> {version}"
+        for block, version in current.items()
+        if recorded.get(block) != version
+    )
+
+
+def feature_versions(config: LearnerConfig) -> dict[str, str]:
+    """The definition versions of the per-essay feature blocks a learner uses (none for a
+    transformer, which reads the text itself)."""
+    features = getattr(config, "features", None)
+    if features is None:
+        return {}
+    # Imported here: the pipeline pulls in scikit-learn, which a transformer run never needs.
+    from aes_ensemble.features.pipeline import FeatureConfig, definition_versions
+
+    return definition_versions(features) if isinstance(features, FeatureConfig) else {}
 
 
 def make_ready(run: Run, display: _Display) -> None:

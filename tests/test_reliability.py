@@ -23,6 +23,7 @@ from faults import fail_writes, make_read_only, reachable_folder, run_killed, ru
 
 from aes_ensemble.data import data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
+from aes_ensemble.features import handcrafted, pipeline
 from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.io import ensure_writable, owner_tag, write_text_atomic
 from aes_ensemble.learners.failures import library_error
@@ -212,6 +213,7 @@ def test_damaged_done_json_refits_that_fold_and_names_the_file(sample_ws: MakeWo
         "key 'run_id': missing": json.dumps({k: v for k, v in good.items() if k != "run_id"}),
         "key 'qwk': must be of type float": json.dumps({**good, "qwk": "high"}),
         "is not a JSON object": "[1, 2]",
+        "key 'feature_versions': must map": json.dumps({**good, "feature_versions": ["hc-1"]}),
     }
     for expected, damaged in damages.items():
         done.write_bytes(damaged.encode() if isinstance(damaged, str) else damaged)
@@ -220,6 +222,40 @@ def test_damaged_done_json_refits_that_fold_and_names_the_file(sample_ws: MakeWo
         note = next(n for n in again.notes if n.startswith("fold 1"))
         assert note.startswith(f"fold 1: {done}") and expected in note, note
         assert note.endswith("refitting"), note
+
+
+def test_changed_feature_definitions_refit_every_fold_and_say_why(
+    sample_ws: MakeWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config is unchanged, but an upgrade redefined a feature block its folds were fitted
+    on: the folds are stale. A record from before records carried versions counts as the first
+    versions, so an upgrade alone refits nothing."""
+    root = sample_ws()
+    config = "kind: ridge\nfeatures: {handcrafted: true}\nparams: {alpha: 10.0}\n"
+    (root / "configs" / "ridge_hc.yaml").write_text(config, encoding="utf-8")
+    assert fit(root).folds[0].status == "fitted"
+    done = Workspace.at(root).model_dir("ridge", 0) / "done.json"
+    assert json.loads(done.read_text(encoding="utf-8"))["feature_versions"] == {}
+    fit(root, "ridge_hc")
+    done = Workspace.at(root).model_dir("ridge_hc", 0) / "done.json"
+    record = json.loads(done.read_text(encoding="utf-8"))
+    assert record["feature_versions"] == {"handcrafted": handcrafted.HANDCRAFTED_VERSION}
+    older = {k: v for k, v in record.items() if k != "feature_versions"}
+    done.write_text(json.dumps(older), encoding="utf-8")
+    assert [r.status for r in fit(root, "ridge_hc").folds] == ["skipped"] * 3
+    for module in (handcrafted, pipeline):
+        monkeypatch.setattr(module, "HANDCRAFTED_VERSION", "hc-next")
+    assert [r.status for r in fit(root).folds] == ["skipped"] * 3  # uses no handcrafted block
+    again = fit(root, "ridge_hc")
+    assert [r.status for r in again.folds] == ["fitted"] * 3
+    assert (
+        "fold 0 was fitted with other feature definitions (handcrafted hc-1 -> hc-next); "
+        "refitting" in again.notes
+    ), again.notes
+    assert json.loads(done.read_text(encoding="utf-8"))["feature_versions"] == {
+        "handcrafted": "hc-next"
+    }
+    assert [r.status for r in fit(root, "ridge_hc").folds] == ["skipped"] * 3
 
 
 # --- 5: a read-only workspace fails before any work -------------------------------------------

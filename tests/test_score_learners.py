@@ -255,6 +255,15 @@ def test_unknown_learner_missing_fold_and_edited_config_are_refused(
     with pytest.raises(AesError, match="fold 1 of 'ridge_tfidf' was fitted with another data"):
         predict_learner(ridge_copy, "ridge_tfidf", test_essays)
     done.write_text(record, encoding="utf-8")
+    older = json.loads(record) | {"feature_versions": {"handcrafted": "hc-0"}}
+    done.write_text(json.dumps(older), encoding="utf-8")
+    with pytest.raises(
+        AesError,
+        match=r"fold 1 of 'ridge_tfidf' was fitted with other feature "
+        r"definitions \(handcrafted hc-0 -> hc-1\)",
+    ):
+        predict_learner(ridge_copy, "ridge_tfidf", test_essays)
+    done.write_text(record, encoding="utf-8")
     config = ridge_copy / "ridge_tfidf" / "fold_2" / "config.yaml"
     config.write_text(config.read_text().replace("alpha: 3.0", "alpha: 4.0"), encoding="utf-8")
     with pytest.raises(AesError, match="differs from the config this fold was fitted with"):

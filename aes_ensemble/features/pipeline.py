@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError
 from aes_ensemble.features.cache import FeatureCache
-from aes_ensemble.features.embeddings import EmbeddingConfig, embed_texts
+from aes_ensemble.features.embeddings import EMBEDDING_VERSION, EmbeddingConfig, embed_texts
 from aes_ensemble.features.handcrafted import HANDCRAFTED_VERSION, handcrafted_matrix
 from aes_ensemble.features.handcrafted import feature_names as handcrafted_names
 from aes_ensemble.features.linguistic import LINGUISTIC_VERSION, LinguisticConfig, linguistic_matrix
@@ -62,6 +62,19 @@ class FeatureConfig(StrictModel):
         if self.linguistic is None:
             data.pop("linguistic", None)
         return data
+
+
+def definition_versions(config: FeatureConfig) -> dict[str, str]:
+    """The definition version of each per-essay block ``config`` uses. A fold fitted under
+    another version is stale although its config is unchanged: the runner refits it."""
+    versions: dict[str, str] = {}
+    if config.handcrafted:
+        versions["handcrafted"] = HANDCRAFTED_VERSION
+    if config.linguistic is not None:
+        versions["linguistic"] = LINGUISTIC_VERSION
+    if config.embeddings is not None:
+        versions["embeddings"] = EMBEDDING_VERSION
+    return versions
 
 
 class FeaturePipeline:

@@ -30,7 +30,7 @@ from aes_ensemble.features.shared import shared_features
 from aes_ensemble.fold_files import FoldRecord, part_path, part_run_id, read_record
 from aes_ensemble.learners.base import Learner, Prediction, learner_class, read_scales
 from aes_ensemble.progress import step
-from aes_ensemble.runner import load_learner_config
+from aes_ensemble.runner import changed_definitions, feature_versions, load_learner_config
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.store import read_prediction_meta
 from aes_ensemble.workspace import Workspace
@@ -242,6 +242,14 @@ def load_learner(
                 "differs from the config this fold was fitted with (edited after fit-base?); "
                 f"{_refit(name)}",
                 path=folder / "config.yaml",
+            )
+        changed = changed_definitions(record.feature_versions, feature_versions(config))
+        if changed:
+            raise AesError(
+                f"fold {record.fold} of '{name}' was fitted with other feature definitions "
+                f"({changed}) than this version computes; {_refit(name)}",
+                path=folder / "done.json",
+                key="feature_versions",
             )
         cls = learner_class(config.kind)
         learners.append(cls.load(folder, config, scales, cache_dir, progress=progress))
