@@ -99,6 +99,19 @@ def finite_pair(
     return x, y
 
 
+def check_levels(values: np.ndarray, scale: ScoreScale, name: str, *, hint: str = "") -> None:
+    """Every value is a level of ``scale``, or the error names ``name``, the first row off the
+    scale and its value (then `` (hint)`` where given)."""
+    off = ~scale.is_level(values)
+    if off.any():
+        i = int(np.argmax(off))
+        raise AesError(
+            f"{name} value {values[i]:g} is not a level of the scale "
+            f"{scale.low:g}..{scale.high:g} step {scale.step:g}" + (f" ({hint})" if hint else ""),
+            row=i + 1,
+        )
+
+
 def _to_indices(
     y_true: object, y_pred: object, scale: ScaleLike | None, n_levels: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -107,14 +120,7 @@ def _to_indices(
     if scale is not None:
         scale = as_scale(scale)
         for arr, name in ((t, "y_true"), (p, "y_pred")):
-            off = ~scale.is_level(arr)
-            if off.any():
-                i = int(np.argmax(off))
-                raise AesError(
-                    f"{name} value {arr[i]:g} is not a level of the scale "
-                    f"{scale.low:g}..{scale.high:g} step {scale.step:g} (round or threshold first)",
-                    row=i + 1,
-                )
+            check_levels(arr, scale, name, hint="round or threshold first")
         return scale.to_index(t), scale.to_index(p), scale.n_levels
     if n_levels is not None:
         for arr, name in ((t, "y_true"), (p, "y_pred")):

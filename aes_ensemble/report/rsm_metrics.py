@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.metrics import finite_pair, qwk
+from aes_ensemble.metrics import check_levels, finite_pair, qwk
 from aes_ensemble.scales import ScoreScale
 
 ArrayLike = Sequence[float] | np.ndarray
@@ -109,9 +109,9 @@ def agreement(
     if smd_method not in SMD_METHODS:
         raise AesError(f"smd_method '{smd_method}' must be one of {', '.join(SMD_METHODS)}")
     if scale is not None:
-        _check_levels(h, scale, "human")
+        check_levels(h, scale, "human")
         if not continuous:
-            _check_levels(m, scale, "machine")
+            check_levels(m, scale, "machine")
     step = 1.0 if scale is None else scale.step
     mse = float(np.mean((h - m) ** 2))
     return Agreement(
@@ -137,18 +137,6 @@ def agreement(
         rmse=math.sqrt(mse),
         r2=r2_score(h, m),
     )
-
-
-def _check_levels(x: np.ndarray, scale: ScoreScale, name: str) -> None:
-    """Scores that should be levels of ``scale`` are, or the error names the argument and row."""
-    off = ~scale.is_level(x)
-    if off.any():
-        i = int(np.argmax(off))
-        raise AesError(
-            f"{name} value {x[i]:g} is not a level of the scale {scale.low:g}..{scale.high:g} "
-            f"step {scale.step:g}",
-            row=i + 1,
-        )
 
 
 def _sd(x: np.ndarray) -> float:

@@ -108,15 +108,7 @@ def moment_intervals(
         stats["wtkappa"] = np.mean(kappas, axis=0)
     for j, name in enumerate(rates, start=N_SUMS):
         stats[name] = 100 * sums[:, j] / len(h)
-    out = {}
-    for name in names:
-        values = stats[name][np.isfinite(stats[name])]
-        if len(values) < max(2, 0.9 * n_boot):
-            out[name] = (math.nan, math.nan)
-            continue
-        lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-        out[name] = (float(lo), float(hi))
-    return out
+    return {name: _percentile_interval(stats[name], n_boot, alpha) for name in names}
 
 
 def group_r2_intervals(
@@ -157,10 +149,15 @@ def group_r2_intervals(
             between = np.where(counts > 0, s**2 / counts, 0).sum(axis=1) - total**2 / n
             ss_total = q.sum(axis=1) - total**2 / n
             r2 = 1 - (1 - between / ss_total) * (n - 1) / (n - present)
-        values = r2[np.isfinite(r2)]
-        if len(values) < max(2, 0.9 * n_boot):
-            out[name] = (math.nan, math.nan)
-            continue
-        lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-        out[name] = (float(lo), float(hi))
+        out[name] = _percentile_interval(r2, n_boot, alpha)
     return out
+
+
+def _percentile_interval(draws: np.ndarray, n_boot: int, alpha: float) -> tuple[float, float]:
+    """The ``1 - alpha`` percentile interval of a statistic's bootstrap draws; NaN bounds where
+    it is undefined in over a tenth of the resamples (constant scores)."""
+    values = draws[np.isfinite(draws)]
+    if len(values) < max(2, 0.9 * n_boot):
+        return (math.nan, math.nan)
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
