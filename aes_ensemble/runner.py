@@ -27,8 +27,10 @@ import polars as pl
 from aes_ensemble.assembly import combine_parts, holds
 from aes_ensemble.config import (
     apply_overrides,
+    blame_sources,
     config_hash,
     dump_yaml,
+    hash_mapping,
     origin,
     override_sources,
     read_yaml,
@@ -36,6 +38,7 @@ from aes_ensemble.config import (
 )
 from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
+from aes_ensemble.extra_train import ExtraEssays, read_extra, with_extra
 from aes_ensemble.fold_files import (
     DamagedRecordError,
     FoldRecord,
@@ -148,6 +151,9 @@ class Run:
     test_hash: str
     data_hash: str
     feature_versions: dict[str, str]
+    # The config's extra_train essays, added to every fold's training rows; their fingerprint
+    # is part of ``train_hash``, so a changed extra file refits the folds.
+    extra: ExtraEssays | None = None
 
     def model_dir(self, fold: int) -> Path:
         return self.ws.model_dir(self.name, fold)
@@ -181,7 +187,8 @@ def fold_state(run: Run, fold: int) -> tuple[FoldRecord | None, str]:
     if done.folds_hash != run.folds.hash or done.fold != fold:
         return None, f"fold {fold} was fitted on other folds; refitting"
     if done.train_hash != run.train_hash:
-        return None, f"fold {fold} was fitted on other data (training essays changed); refitting"
+        what = "training or extra_train essays" if run.extra is not None else "training essays"
+        return None, f"fold {fold} was fitted on other data ({what} changed); refitting"
     if done.test_hash != run.test_hash:
         return None, f"fold {fold} was fitted on other data (test essays changed); refitting"
     if part_run_id(part_path(run.ws, run.name, fold)) != done.run_id:
@@ -265,6 +272,9 @@ def prepare_features(run: Run, display: _Display) -> float:
         learner.prepare(run.train)
         if run.test is not None:
             learner.prepare(run.test)
+        if run.extra is not None:
+            display.note(run.extra.note())
+            learner.prepare(run.extra.essays)
     return round(time.perf_counter() - start, 3)
 
 
@@ -278,10 +288,14 @@ def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> 
             f"fold {fold} has no validation or no training essays", path=run.ws.folds_path
         )
     train, valid = run.train.take(train_rows), run.train.take(valid_rows)
+    size = f"{len(train)} essays"
+    if run.extra is not None:
+        size += f" + {len(run.extra.essays)} extra"
+        train = with_extra(train, run.extra.essays)
     learner = run.learner(display)
     where = f"{run.name} fold {fold}"
     with _library_errors(where, run.config):
-        display.stage(fold, f"fit ({len(train)} essays)")
+        display.stage(fold, f"fit ({size})")
         start = time.perf_counter()
         learner.fit(train, valid)
         fit_seconds = round(time.perf_counter() - start, 3)
@@ -355,6 +369,14 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
     config = load_learner_config(ws.config_path(name), overrides)
     train, test = load_workspace_dataset(ws)
     fold_set = load_folds(ws)
+    extra = None
+    train_hash = train.fingerprint()
+    if config.extra_train is not None:
+        with blame_sources(ws.config_path(name), override_sources(overrides)):
+            extra = read_extra(
+                config.extra_train, ws.root, train, test, per_prompt=fits_per_prompt(config, train)
+            )
+        train_hash = hash_mapping({"train": train_hash, "extra": extra.essays.fingerprint()})
     return Run(
         ws,
         name,
@@ -364,11 +386,19 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
         test,
         fold_set,
         fold_set.fold_array(train),
-        train_hash=train.fingerprint(),
+        train_hash=train_hash,
         test_hash="" if test is None else test.fingerprint(),
         data_hash=data_fingerprint(train, test),
         feature_versions=feature_versions(config),
+        extra=extra,
     )
+
+
+def fits_per_prompt(config: LearnerConfig, train: Essays) -> bool:
+    """Whether the learner fits one model per prompt (``per_prompt``; ``auto``: where prompts
+    have their own scales)."""
+    setting = getattr(config, "per_prompt", False)
+    return train.scales.is_per_prompt if setting == "auto" else bool(setting)
 
 
 def changed_definitions(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.extra_train import ExtraTrainConfig
 from aes_ensemble.io import read_json_file, write_json_atomic
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.tuning.space import SearchParam
@@ -65,6 +66,17 @@ class LearnerConfig(StrictModel):
     # What `aes-ensemble tune` may vary (dotted keys); searching never changes a fit, so it is
     # left out of the dump and hash too. Empty: the kind's default space.
     search: dict[str, SearchParam] = Field(default_factory=dict, exclude=True)
+    # Extra scored essays added to every fold's training rows (``aes_ensemble.extra_train``).
+    extra_train: ExtraTrainConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_extra(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``extra_train`` out of the dump (and so the hash) when it is not set: configs
+        written before it existed keep their hash and their fitted folds."""
+        data: dict[str, Any] = handler(self)
+        if self.extra_train is None:
+            data.pop("extra_train", None)
+        return data
 
 
 def task_resources(config: LearnerConfig) -> Resources:
