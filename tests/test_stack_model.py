@@ -34,6 +34,7 @@ from aes_ensemble.stacking import (
     write_submission,
 )
 from aes_ensemble.stacking.meta import BUILTINS
+from aes_ensemble.stacking.saved_meta import LinearMeta
 from aes_ensemble.store import (
     PROBA_PREFIX,
     PredictionMeta,
@@ -190,6 +191,12 @@ CASES = [
         "name": "lgbm_proba_length",
     },
     {
+        "meta": "ridge",
+        "models": ["tfidf", "length"],
+        "features": {"length": True, "prompt_weights": True},
+        "name": "ridge_prompt_weights",
+    },
+    {
         "meta": {"class": "sklearn.linear_model.HuberRegressor", "params": {"alpha": 0.01}},
         "models": ["tfidf", "length"],
         "features": {"length": True},
@@ -214,7 +221,11 @@ def test_saved_stack_remakes_test_predictions_and_levels(
     assert model.cuts.to_dict() == stacked.meta.extra["final_thresholds"]
     if config.get("features", {}).get("proba"):
         assert any(":proba_" in name for name in model.feature_names)
-    if config.get("features", {}).get("length"):
+    if config.get("features", {}).get("prompt_weights"):
+        assert model.prompt_levels == tuple(sorted(set(load_workspace_dataset(ws)[0].prompts)))
+        assert model.feature_names[-1] == f"prompt={model.prompt_levels[-1]}"
+        assert "log_words" in model.feature_names
+    elif config.get("features", {}).get("length"):
         assert model.feature_names[-1] == "log_words"
     base = _learner_test_rows(ws, model.learners, test.ids)
     pred = model.predict(base, test.texts, test.prompts)
@@ -368,3 +379,27 @@ def test_save_load_round_trip_keeps_every_part(ws: Workspace, tmp_path: Path) ->
     assert again.learners == model.learners and again.cuts == model.cuts
     assert again.meta == model.meta and again.lineage == model.lineage
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "stack.json"]
+
+
+def test_a_prompt_the_stack_never_saw_gets_the_shared_weights(ws: Workspace) -> None:
+    model = _stack(
+        ws,
+        meta="ridge",
+        models=["tfidf", "length"],
+        features={"prompt_weights": True},
+        name="ridge_prompt_weights_only",
+    )
+    meta = model.meta
+    assert isinstance(meta, LinearMeta)
+    _, test = load_workspace_dataset(ws)
+    assert test is not None
+    base = _learner_test_rows(ws, model.learners, test.ids)
+    unseen = np.full(len(test.ids), "a prompt never seen", dtype=object)
+    pred = model.predict(base, test.texts, unseen)
+    norm = np.column_stack(
+        [model.scales.normalise(base[name].pred, unseen) for name in model.learners]
+    )
+    shared = norm @ np.asarray(meta.coef)[: len(model.learners)] + meta.intercept
+    np.testing.assert_allclose(pred, model.scales.denormalise(shared, unseen), atol=1e-12)
+    seen = model.predict(base, test.texts, test.prompts)
+    assert not np.allclose(seen, pred)

@@ -17,6 +17,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from aes_ensemble.data import Essays, read_essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import assign_folds
+from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.scales import AES2_SCALE
 from aes_ensemble.stacking import (
     HillClimbing,
@@ -28,6 +29,7 @@ from aes_ensemble.stacking import (
     nested_stack,
     run_stack,
 )
+from aes_ensemble.stacking.inputs import training_prompts
 from aes_ensemble.stacking.meta import make_meta
 from aes_ensemble.stacking.scores import cross_fitted_levels
 from aes_ensemble.store import (
@@ -230,3 +232,44 @@ def test_class_path_meta_learners_are_allow_listed() -> None:
 def test_blends_refuse_extra_features() -> None:
     with pytest.raises(AesError, match="meta 'hill' blends predictions"):
         StackConfig(meta="hill", features={"length": True}).check()
+
+
+def test_prompt_weights_learn_which_learner_is_good_on_which_prompt() -> None:
+    """Learner m0 is sharp on prompt A and noisy on B, m1 the other way round: one shared
+    weight per learner must compromise, weights per prompt need not."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    y = rng.integers(1, 7, n).astype(float)
+    ids = [f"e{i}" for i in range(n)]
+    folds = np.arange(n) % 5
+    prompts = np.where(np.arange(n) % 2 == 0, "A", "B").astype(object)
+    on_a = prompts == "A"
+    noise = {"m0": np.where(on_a, 0.3, 1.5), "m1": np.where(on_a, 1.5, 0.3)}
+    sets = [
+        PredictionSet(
+            prediction_frame(ids, ["oof"] * n, y + rng.normal(0, s), fold=folds, prompt=prompts),
+            PredictionMeta(name=name, learner="x", folds_hash="h"),
+        )
+        for name, s in noise.items()
+    ]
+    shared = build_stack_data(sets, ids, y, prompts, AES2_SCALE)
+    per_prompt = build_stack_data(sets, ids, y, prompts, AES2_SCALE, prompt_levels=("A", "B"))
+    assert per_prompt.feature_names == [
+        "m0", "m1", "m0|prompt=A", "m1|prompt=A", "prompt=A", "m0|prompt=B", "m1|prompt=B",
+        "prompt=B",
+    ]  # fmt: skip
+    assert np.array_equal(per_prompt.X[:, :2], shared.X)
+    assert np.array_equal(per_prompt.X[~on_a, 2:5], np.zeros((int((~on_a).sum()), 3)))
+    qwk = {}
+    for label, data in (("shared", shared), ("per_prompt", per_prompt)):
+        result = nested_stack(data, Ridge(alpha=1.0), seed=0)
+        qwk[label] = headline_qwk(y, result.cross, prompts, AES2_SCALE)
+    assert qwk["per_prompt"] > qwk["shared"] + 0.02, qwk
+
+
+def test_prompt_weights_need_prompts_and_a_meta_that_takes_features() -> None:
+    with pytest.raises(AesError, match="prompt_weights needs essays with prompts"):
+        training_prompts(np.full(4, None, dtype=object))
+    assert training_prompts(np.asarray([2, 1, 2, None], dtype=object)) == ("1", "2")
+    with pytest.raises(AesError, match="proba/length/prompt_weights"):
+        StackConfig(meta="nnls", features={"prompt_weights": True}).check()

@@ -67,6 +67,14 @@ def score(
     items = read_essays(essays, role=role, data_format=data_format, scales=ensemble.scales)
     ensure_writable(output.parent)
     result = ensemble.score(items, explain=explain, progress=progress)
+    calibration = ensemble.model.calibration
+    for prompt in [] if calibration is None else calibration.unseen(items.prompts):
+        who = "essays without a prompt" if prompt is None else f"prompt '{prompt}'"
+        err_console.print(
+            f"note: {who} not in the stack's training essays: standardised over its "
+            "essays in this file (unseen_prompts: standardise)",
+            markup=False,
+        )
     levels = result["score"].to_numpy()
     table = result.with_columns(pl.Series("score", [f"{v:g}" for v in levels], dtype=pl.String))
     with atomic_path(output) as tmp:

@@ -8,14 +8,19 @@ from pydantic import Field, field_validator
 
 from aes_ensemble.config import StrictModel
 from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.stacking.calibration import DEFAULT_MIN_BATCH
 from aes_ensemble.stacking.meta import BLENDS, BUILTINS
 
 
 class StackFeatures(StrictModel):
-    """Meta-features beyond each learner's ``pred``: its class probabilities, the essay length."""
+    """Meta-features beyond each learner's ``pred``: its class probabilities, the essay length,
+    and per-prompt weights (each learner's pred times each training prompt's indicator, plus the
+    indicators: a ridge shrinks them towards the shared weights, and a prompt it never saw
+    gets the shared weights alone)."""
 
     proba: bool = False
     length: bool = False
+    prompt_weights: bool = False
 
 
 class MetaClass(StrictModel):
@@ -30,6 +35,8 @@ class StackConfig(StrictModel):
     models: list[str] = Field(default_factory=list)
     features: StackFeatures = StackFeatures()
     thresholds: Literal["nelder-mead", "optuna", "none"] = "nelder-mead"
+    unseen_prompts: Literal["keep", "standardise"] = "keep"
+    min_prompt_batch: int = Field(default=DEFAULT_MIN_BATCH, ge=2)
     seed: int = 42
     n_boot: int = Field(default=1000, ge=1)
     name: str | None = None
@@ -63,9 +70,16 @@ class StackConfig(StrictModel):
                 f"unknown meta-learner '{self.meta}'{did_you_mean(self.meta, BUILTINS)}",
                 key="meta",
             )
-        if self.meta in BLENDS and (self.features.proba or self.features.length):
+        f = self.features
+        if self.meta in BLENDS and (f.proba or f.length or f.prompt_weights):
             raise AesError(
-                f"meta '{self.meta}' blends predictions on one scale; proba/length features "
+                f"meta '{self.meta}' blends predictions on one scale; proba/length/prompt_weights "
                 "need ridge, lgbm or a class-path meta-learner",
                 key="features",
+            )
+        if self.meta == "vote" and self.unseen_prompts == "standardise":
+            raise AesError(
+                "meta 'vote' outputs levels, which cannot be standardised per prompt; "
+                "use another meta-learner or unseen_prompts: keep",
+                key="unseen_prompts",
             )

@@ -2,8 +2,8 @@
 
 Each learner's ``pred`` is normalised per prompt scale (``ScoreScales.normalise``) so ASAP's eight
 scales pool into one column; ``proba_*`` columns (global scale only) and extra essay features
-(``length_features``: log of the word count) are optional. Rows follow the essays' order, so
-everything downstream works on plain arrays.
+(``length_features``: log of the word count) and per-prompt weights (:func:`prompt_interactions`)
+are optional. Rows follow the essays' order, so everything downstream works on plain arrays.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class StackData:
     scale (column ``j`` is ``names[j]``); ``y`` scores; ``folds`` the outer folds taken from the
     OOF files; ``inputs`` what each learner's file was when read (:func:`input_record`) and
     ``data_hash`` the essays' fingerprint, so a stack can later tell that it went stale;
-    ``proba_columns`` the ``proba_*`` columns each learner contributes to ``X``.
+    ``proba_columns`` the ``proba_*`` columns each learner contributes to ``X``;
+    ``prompt_levels`` the training prompts that get weights of their own (empty: none).
     """
 
     names: list[str]
@@ -54,6 +55,7 @@ class StackData:
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     data_hash: str = ""
     proba_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    prompt_levels: tuple[str, ...] = ()
 
     @property
     def n_pred_features(self) -> int:
@@ -94,6 +96,7 @@ def build_stack_data(
     extra: np.ndarray | None = None,
     extra_test: np.ndarray | None = None,
     extra_names: Sequence[str] = (),
+    prompt_levels: Sequence[str] = (),
     data_hash: str = "",
 ) -> StackData:
     """Align ``sets`` to the essays and build meta-features; refuse mixed folds or missing rows.
@@ -121,7 +124,10 @@ def build_stack_data(
         raise AesError("stacking needs at least 3 folds (nested cross-validation)")
     if proba and scales.is_per_prompt:
         raise AesError("proba features need one global score scale (these scales are per prompt)")
-    base, X, feature_names = _features(oof, sets, prompts, scales, proba, extra, extra_names)
+    levels = tuple(prompt_levels)
+    base, X, feature_names = _features(
+        oof, sets, prompts, scales, proba, extra, extra_names, levels
+    )
     base_test = X_test = None
     if test_ids is not None and len(test_ids):
         if extra is not None and extra_test is None:
@@ -131,7 +137,7 @@ def build_stack_data(
         )
         test_frames = [aligned_rows(ps, "test", test_ids) for ps in sets]
         base_test, X_test, _ = _features(
-            test_frames, sets, test_prompts, scales, proba, extra_test, extra_names
+            test_frames, sets, test_prompts, scales, proba, extra_test, extra_names, levels
         )
     return StackData(
         names=names,
@@ -151,18 +157,48 @@ def build_stack_data(
         inputs={ps.name: input_record(ps) for ps in sets},
         data_hash=data_hash,
         proba_columns=proba_columns(sets, proba),
+        prompt_levels=levels,
     )
 
 
 def feature_names(
-    names: Sequence[str], columns: Mapping[str, Sequence[str]], extra_names: Sequence[str]
+    names: Sequence[str],
+    columns: Mapping[str, Sequence[str]],
+    extra_names: Sequence[str],
+    prompt_levels: Sequence[str] = (),
 ) -> list[str]:
     """Names of the meta-feature columns, in the order :func:`meta_features` builds them;
     ``columns``: the ``proba_*`` columns each learner contributes."""
     out = list(names)
     for name in names:
         out.extend(f"{name}:{column}" for column in columns.get(name, ()))
-    return out + list(extra_names)
+    out.extend(extra_names)
+    for level in prompt_levels:
+        out.extend(f"{name}|prompt={level}" for name in names)
+        out.append(f"prompt={level}")
+    return out
+
+
+def training_prompts(prompts: np.ndarray) -> tuple[str, ...]:
+    """The prompts that get weights of their own: every prompt of the training essays, as text."""
+    levels = sorted({str(p) for p in prompts if p is not None})
+    if not levels:
+        raise AesError("prompt_weights needs essays with prompts; these have none", key="features")
+    return tuple(levels)
+
+
+def prompt_interactions(
+    norm_preds: np.ndarray, prompts: np.ndarray, levels: Sequence[str]
+) -> np.ndarray:
+    """For each prompt in ``levels``: every learner's normalised pred on that prompt's rows (0
+    elsewhere), then the prompt's indicator. An essay of another prompt has only zeros here, so
+    it is scored by the shared weights alone."""
+    text = np.asarray([str(p) for p in prompts], dtype=object)
+    blocks = []
+    for level in levels:
+        on = (text == level).astype(float)[:, None]
+        blocks.extend([norm_preds * on, on])
+    return np.hstack(blocks) if blocks else np.empty((len(prompts), 0))
 
 
 def essay_features(texts: Sequence[str], length: bool) -> tuple[np.ndarray | None, list[str]]:
@@ -178,13 +214,18 @@ def meta_features(
     scales: ScoreScales,
     proba: Sequence[np.ndarray] = (),
     extra: np.ndarray | None = None,
+    prompt_levels: Sequence[str] = (),
 ) -> np.ndarray:
     """The meta-feature matrix: each learner's ``pred`` normalised per scale, then the proba
-    blocks (one per learner, in learner order), then the essay features. Training rows, test
-    rows and a saved stack scoring new essays all go through here, so they cannot drift."""
-    blocks = [_normalised(base, prompts, scales), *proba]
+    blocks (one per learner, in learner order), then the essay features, then the per-prompt
+    weights. Training rows, test rows and a saved stack scoring new essays all go through
+    here, so they cannot drift."""
+    norm = _normalised(base, prompts, scales)
+    blocks = [norm, *proba]
     if extra is not None:
         blocks.append(np.asarray(extra, dtype=float).reshape(len(base), -1))
+    if prompt_levels:
+        blocks.append(prompt_interactions(norm, prompts, prompt_levels))
     return np.hstack(blocks)
 
 
@@ -196,6 +237,7 @@ def _features(
     proba: bool,
     extra: np.ndarray | None,
     extra_names: Sequence[str],
+    prompt_levels: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Score-scale preds, the meta-feature matrix and its column names for aligned rows."""
     base = np.column_stack([f["pred"].to_numpy() for f in frames])
@@ -205,8 +247,8 @@ def _features(
         for ps, frame in zip(sets, frames, strict=True)
         if columns.get(ps.name)
     ]
-    X = meta_features(base, prompts, scales, blocks, extra)
-    names = feature_names([ps.name for ps in sets], columns, extra_names)
+    X = meta_features(base, prompts, scales, blocks, extra, prompt_levels)
+    names = feature_names([ps.name for ps in sets], columns, extra_names, prompt_levels)
     if X.shape[1] != len(names):
         raise AesError(f"{X.shape[1]} meta-features but {len(names)} feature names")
     return base, X, names

@@ -4,6 +4,8 @@
 meta-learner, its final cut points, the learners it reads (in column order) with the lineage of
 each one's file, and the feature recipe (normalised preds per scale, ``proba_*`` columns, the
 length feature) that :func:`~aes_ensemble.stacking.inputs.meta_features` applies at train time.
+With ``unseen_prompts: standardise`` it also keeps the prompt calibration
+(:mod:`~aes_ensemble.stacking.calibration`) that standardises a batch's new prompts.
 The meta-learner is kept in a safe format (:mod:`~aes_ensemble.stacking.saved_meta`); the
 rest is JSON in ``stack.json``, written last with the SHA-256 of the meta-learner's file.
 """
@@ -25,6 +27,7 @@ from aes_ensemble.errors import AesError
 from aes_ensemble.io import remove, write_json_atomic
 from aes_ensemble.learners.base import Prediction
 from aes_ensemble.scales import ScoreScales
+from aes_ensemble.stacking.calibration import PromptCalibration
 from aes_ensemble.stacking.config import MetaClass, StackConfig
 from aes_ensemble.stacking.inputs import (
     LENGTH_FEATURE,
@@ -65,7 +68,8 @@ class StackModel:
     points, ``lineage`` each learner's :func:`~aes_ensemble.stacking.inputs.input_record` when
     stacked; ``proba_columns``/``length`` the feature recipe; ``meta`` the fitted meta-learner.
     ``remake`` is the command that makes it again, ``predictions_digest`` the digest of the
-    stack's own prediction file written with it (so a consumer can tell the two belong)."""
+    stack's own prediction file written with it (so a consumer can tell the two belong);
+    ``calibration`` standardises prompts unseen in training over the batch scored, or None."""
 
     name: str
     learners: tuple[str, ...]
@@ -77,20 +81,24 @@ class StackModel:
     class_path: str | None = None
     proba_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     length: bool = False
+    prompt_levels: tuple[str, ...] = ()
     remake: str = ""
     predictions_digest: str = ""
     package_version: str = __version__
+    calibration: PromptCalibration | None = None
 
     @property
     def feature_names(self) -> list[str]:
         extra = [LENGTH_FEATURE] if self.length else []
-        return feature_names(self.learners, self.proba_columns, extra)
+        return feature_names(self.learners, self.proba_columns, extra, self.prompt_levels)
 
     def predict(
         self, base: Mapping[str, Prediction], texts: Sequence[str], prompts: np.ndarray
     ) -> np.ndarray:
         """The stack's continuous prediction (score scale) from each learner's fold-mean
-        prediction on the essays, built exactly as the stack's test rows were."""
+        prediction on the essays, built exactly as the stack's test rows were. The essays are
+        one batch: with a calibration, a prompt unseen in training is standardised over its
+        essays among them (too few of them: an ``AesError`` naming the prompt)."""
         prompts = np.asarray(prompts, dtype=object)
         n = len(prompts)
         if len(texts) != n:
@@ -105,8 +113,10 @@ class StackModel:
                 if name in self.proba_columns
             ]
             extra, _ = essay_features(texts, self.length)
-            X = meta_features(preds, prompts, self.scales, blocks, extra)
+            X = meta_features(preds, prompts, self.scales, blocks, extra, self.prompt_levels)
         norm = np.asarray(self.meta.predict(X), dtype=float)
+        if self.calibration is not None:
+            norm = self.calibration.transform(norm, prompts)
         return self.scales.denormalise(norm, prompts)
 
     def levels(self, pred: np.ndarray, prompts: np.ndarray) -> np.ndarray:
@@ -143,6 +153,10 @@ class StackModel:
         and records the SHA-256 of every other file, so a half-finished save is detected."""
         directory.mkdir(parents=True, exist_ok=True)
         meta = save_meta(self.meta, directory)
+        # only a calibrated stack has the key, so a keep stack reads in earlier versions too
+        calibration = (
+            {} if self.calibration is None else {"calibration": self.calibration.to_dict()}
+        )
         write_json_atomic(
             directory / MODEL_FILE,
             {
@@ -155,12 +169,14 @@ class StackModel:
                 "feature_names": self.feature_names,
                 "proba_columns": {k: list(v) for k, v in self.proba_columns.items()},
                 "length": self.length,
+                "prompt_levels": list(self.prompt_levels),
                 "scales": self.scales.to_dict(),
                 "cuts": self.cuts.to_dict(),
                 "lineage": self.lineage,
                 "remake": self.remake,
                 "predictions_digest": self.predictions_digest,
                 "meta": meta,
+                **calibration,
             },
         )
         for name in FILES.values():  # a previous stack's meta-learner file, if of another kind
@@ -229,8 +245,10 @@ def build_stack_model(run: StackRun, config: StackConfig) -> StackModel:
         class_path=class_path,
         proba_columns=dict(data.proba_columns),
         length=config.features.length,
+        prompt_levels=data.prompt_levels,
         remake=remake_command(run.predictions.meta),
         predictions_digest=prediction_digest(run.predictions.frame),
+        calibration=result.calibration,
     )
 
 
@@ -265,12 +283,14 @@ class _Saved(StrictModel):
     feature_names: list[str]
     proba_columns: dict[str, list[str]]
     length: bool
+    prompt_levels: list[str] = Field(default_factory=list)
     scales: dict[str, Any]
     cuts: dict[str, Any]
     lineage: dict[str, dict[str, str]]
     remake: str
     predictions_digest: str
     meta: MetaState
+    calibration: dict[str, Any] | None = None
 
     def model(self, directory: Path) -> StackModel:
         """The :class:`StackModel`, with every part checked against the others."""
@@ -286,9 +306,13 @@ class _Saved(StrictModel):
             class_path=self.class_path,
             proba_columns={k: tuple(v) for k, v in self.proba_columns.items()},
             length=self.length,
+            prompt_levels=tuple(self.prompt_levels),
             remake=self.remake,
             predictions_digest=self.predictions_digest,
             package_version=self.package_version,
+            calibration=None
+            if self.calibration is None
+            else PromptCalibration.from_dict(self.calibration),
         )
         self._check(model)
         return model
@@ -303,7 +327,8 @@ class _Saved(StrictModel):
             raise AesError("does not name the same learners as 'learners'", key="lineage")
         if model.feature_names != self.feature_names:
             raise AesError(
-                "do not follow from learners, proba_columns and length", key="feature_names"
+                "do not follow from learners, proba_columns, length and prompt_levels",
+                key="feature_names",
             )
         meta = model.meta
         if isinstance(meta, LinearMeta) and len(meta.coef) != len(self.feature_names):

@@ -6,6 +6,12 @@ on an *inner* OOF of the stack over the other folds (meta-learners fitted withou
 without the inner fold), so no label of fold ``k`` reaches its own thresholded prediction.
 Reusing the outer OOF of the other folds instead would leak: those predictions come from
 meta-learners that were fitted on fold ``k``.
+
+With ``unseen_prompts="standardise"`` every fit carries a
+:class:`~aes_ensemble.stacking.calibration.PromptCalibration` fitted on its own training rows,
+so the rows it predicts of prompts those rows lack (a prompt-grouped fold, an inner fold) are
+standardised over their batch, exactly as a saved stack scores a new prompt; the cut points
+are then fitted on what they will be applied to.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sklearn.base import clone
 
 from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScales
+from aes_ensemble.stacking.calibration import DEFAULT_MIN_BATCH, UNSEEN_PROMPTS, PromptCalibration
 from aes_ensemble.stacking.inputs import StackData
 from aes_ensemble.thresholds import Thresholds, fit_thresholds
 
@@ -95,21 +102,31 @@ def level_features(
 class _Fitted:
     estimator: Any
     level_cuts: list[Thresholds] = field(default_factory=list)
+    calibration: PromptCalibration | None = None
 
 
 class MetaFitter:
     """Fits a fresh clone of ``estimator`` on chosen rows of ``data`` and predicts on the score
     scale. With ``level_inputs`` (majority vote) each base learner is first cut into levels by
-    thresholds fitted on the same training rows."""
+    thresholds fitted on the same training rows. With ``min_batch`` (``unseen_prompts:
+    standardise``) each fit also calibrates prompts its training rows lack."""
 
     def __init__(
-        self, data: StackData, estimator: Any, *, method: str, seed: int, level_inputs: bool
+        self,
+        data: StackData,
+        estimator: Any,
+        *,
+        method: str,
+        seed: int,
+        level_inputs: bool,
+        min_batch: int | None = None,
     ) -> None:
         self.data = data
         self.estimator = estimator
         self.method = method
         self.seed = seed
         self.level_inputs = level_inputs
+        self.min_batch = min_batch
         self.y_norm = data.normalised_y()
 
     def fit(self, rows: np.ndarray) -> _Fitted:
@@ -131,6 +148,10 @@ class MetaFitter:
         fitted.estimator.fit(
             self._features(fitted, d.X[rows], d.base[rows], d.prompts[rows]), self.y_norm[rows]
         )
+        if self.min_batch is not None:
+            fitted.calibration = PromptCalibration.fit(
+                self.y_norm[rows], d.prompts[rows], self.min_batch
+            )
         return fitted
 
     def _features(
@@ -143,9 +164,13 @@ class MetaFitter:
     def predict(
         self, fitted: _Fitted, X: np.ndarray, base: np.ndarray, prompts: np.ndarray
     ) -> np.ndarray:
-        """Score-scale predictions (continuous) for the given rows."""
+        """Score-scale predictions (continuous) for the given rows, one batch: an unseen
+        prompt is standardised over its rows among them."""
         norm = fitted.estimator.predict(self._features(fitted, X, base, prompts))
-        return self.data.scales.denormalise(np.asarray(norm, dtype=float), prompts)
+        norm = np.asarray(norm, dtype=float)
+        if fitted.calibration is not None:
+            norm = fitted.calibration.transform(norm, prompts)
+        return self.data.scales.denormalise(norm, prompts)
 
     def predict_rows(self, fitted: _Fitted, rows: np.ndarray) -> np.ndarray:
         d = self.data
@@ -160,7 +185,8 @@ class NestedResult:
     rounding, by cut points fitted on all of ``oof`` and by cross-fitted cut points (fold ``k``
     cut by ``per_fold[k]``); ``thresholds``: the in-sample (final) cut points, applied to
     ``test``; ``final``: the meta-learner fitted on every OOF row and ``level_cuts`` the cut
-    points its inputs were cut by (majority vote: one per base learner; else empty).
+    points its inputs were cut by (majority vote: one per base learner; else empty);
+    ``calibration``: the final fit's prompt calibration (``unseen_prompts: standardise``).
     """
 
     oof: np.ndarray
@@ -174,6 +200,7 @@ class NestedResult:
     test_levels: np.ndarray | None
     seconds: float
     level_cuts: tuple[Thresholds, ...] = ()
+    calibration: PromptCalibration | None = None
 
     def fold_thresholds(self) -> dict[str, Any]:
         """``per_fold`` as JSON, so the report re-applies the very cuts behind ``cross``."""
@@ -187,15 +214,31 @@ def nested_stack(
     method: str = "nelder-mead",
     seed: int = 0,
     level_inputs: bool = False,
+    unseen_prompts: str = "keep",
+    min_prompt_batch: int = DEFAULT_MIN_BATCH,
     progress: Callable[[str], None] | None = None,
 ) -> NestedResult:
     """Nested grouped CV of ``estimator`` over ``data``, then the final fit on all rows.
 
     ``level_inputs`` (majority vote): the base learners are thresholded inside each fit, and the
     stack's output is already a level, so no second set of cut points is fitted on it.
+    ``unseen_prompts="standardise"``: prompts a fit's training rows lack are standardised
+    (:mod:`~aes_ensemble.stacking.calibration`), needing ``min_prompt_batch`` rows each.
     """
+    if unseen_prompts not in UNSEEN_PROMPTS:
+        raise AesError(
+            f"unknown unseen_prompts '{unseen_prompts}' (valid: {', '.join(UNSEEN_PROMPTS)})",
+            key="unseen_prompts",
+        )
     start = time.perf_counter()
-    fitter = MetaFitter(data, estimator, method=method, seed=seed, level_inputs=level_inputs)
+    fitter = MetaFitter(
+        data,
+        estimator,
+        method=method,
+        seed=seed,
+        level_inputs=level_inputs,
+        min_batch=min_prompt_batch if unseen_prompts == "standardise" else None,
+    )
     stack_method = "none" if level_inputs else method
     folds = data.folds
     n = len(data.y)
@@ -242,6 +285,7 @@ def nested_stack(
         test_levels=test_levels,
         seconds=time.perf_counter() - start,
         level_cuts=tuple(final.level_cuts),
+        calibration=final.calibration,
     )
 
 

@@ -70,6 +70,8 @@ def run_stack(
         method=config.thresholds,
         seed=config.seed,
         level_inputs=config.meta == "vote",
+        unseen_prompts=config.unseen_prompts,
+        min_prompt_batch=config.min_prompt_batch,
         progress=progress,
     )
     name = config.output_name

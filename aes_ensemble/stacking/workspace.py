@@ -19,7 +19,7 @@ from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.folds import load_folds
 from aes_ensemble.io import atomic_path, ensure_writable, write_json_atomic
 from aes_ensemble.stacking.config import StackConfig
-from aes_ensemble.stacking.inputs import build_stack_data, essay_features
+from aes_ensemble.stacking.inputs import build_stack_data, essay_features, training_prompts
 from aes_ensemble.stacking.lineage import check_stack_current, remake_command
 from aes_ensemble.stacking.model import build_stack_model, check_model_dir, stack_model_dir
 from aes_ensemble.stacking.nested import THRESHOLD_METHODS, fit_cuts
@@ -99,6 +99,7 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
     ensure_writable(ws.base_models_dir)
     extra, extra_names = essay_features(train.texts, cfg.features.length)
     extra_test = None if test is None else essay_features(test.texts, cfg.features.length)[0]
+    prompt_levels = training_prompts(train.prompts) if cfg.features.prompt_weights else ()
     data = build_stack_data(
         sets,
         train.ids,
@@ -111,6 +112,7 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
         extra=extra,
         extra_test=extra_test,
         extra_names=extra_names,
+        prompt_levels=prompt_levels,
         data_hash=data_hash,
     )
     run = replace(run_stack(data, cfg, sources=_sources(train)), notes=tuple(notes))
