@@ -372,7 +372,8 @@ def subgroup_candidates(
     return found
 
 
-def _first_row(frame: pl.DataFrame, mask: pl.Expr) -> dict[str, object] | None:
+def first_row(frame: pl.DataFrame, mask: pl.Expr) -> dict[str, object] | None:
+    """The first row where ``mask`` holds, by column name; None when there is none."""
     bad = frame.filter(mask).head(1)
     return bad.row(0, named=True) if bad.height else None
 
@@ -387,7 +388,7 @@ def _numeric(frame: pl.DataFrame, column: str, label: str, path: Path) -> pl.Ser
     """Float64 of a string column (nulls stay null); a non-numeric cell is an error."""
     value = _clean(column)
     number = value.cast(pl.Float64, strict=False)
-    bad = _first_row(frame, value.is_not_null() & (number.is_null() | number.is_infinite()))
+    bad = first_row(frame, value.is_not_null() & (number.is_null() | number.is_infinite()))
     if bad is not None:
         raise AesError(
             f"{label} '{str(bad[column]).strip()}' is not a number",
@@ -573,7 +574,7 @@ def read_essays(
         ],
         *[_clean(s).alias(s) for s in subgroups],
     )
-    _validate_ids_and_texts(frame, file)
+    check_ids_and_texts(frame, file)
     if role == "train":
         score = _numeric(table, cols["score"], "score", file)
         missing = frame.filter(score.is_null()).head(1)
@@ -599,28 +600,33 @@ def read_essays(
     return Essays(ordered, scales, file, tuple(subgroups))
 
 
-def check_unique_ids(frame: pl.DataFrame, path: Path) -> None:
-    """A repeated ``essay_id`` is an error naming both rows (``frame`` has ``_row``)."""
-    dup = _first_row(frame, pl.col("essay_id").is_duplicated())
+def check_unique_ids(frame: pl.DataFrame, path: Path, id_name: str = "essay_id") -> None:
+    """A repeated ``essay_id`` is an error naming both rows (``frame`` has ``_row``);
+    ``id_name``: the id column as the user's file calls it."""
+    dup = first_row(frame, pl.col("essay_id").is_duplicated())
     if dup is not None:
         rows = frame.filter(pl.col("essay_id") == dup["essay_id"])["_row"].to_list()
         raise AesError(
-            f"duplicate essay_id '{dup['essay_id']}' (rows {rows[0]} and {rows[1]})",
+            f"duplicate {id_name} '{dup['essay_id']}' (rows {rows[0]} and {rows[1]})",
             path=path,
             row=rows[1],
         )
 
 
-def _validate_ids_and_texts(frame: pl.DataFrame, path: Path) -> None:
-    bad = _first_row(frame, pl.col("essay_id").is_null())
+def check_ids_and_texts(
+    frame: pl.DataFrame, path: Path, id_name: str = "essay_id", text_name: str = "essay text"
+) -> None:
+    """Ids present and unique, texts not empty (``frame`` has ``essay_id``, ``full_text`` and
+    ``_row``); errors call the columns ``id_name`` and ``text_name``, as the user's file does."""
+    bad = first_row(frame, pl.col("essay_id").is_null())
     if bad is not None:
-        raise AesError("essay_id is empty", path=path, row=int(str(bad["_row"])))
-    check_unique_ids(frame, path)
+        raise AesError(f"{id_name} is empty", path=path, row=int(str(bad["_row"])))
+    check_unique_ids(frame, path, id_name)
     empty = pl.col("full_text").is_null() | (pl.col("full_text").str.strip_chars() == "")
-    bad = _first_row(frame, empty)
+    bad = first_row(frame, empty)
     if bad is not None:
         raise AesError(
-            f"essay text is empty (essay_id '{bad['essay_id']}')",
+            f"{text_name} is empty ({id_name} '{bad['essay_id']}')",
             path=path,
             row=int(str(bad["_row"])),
         )

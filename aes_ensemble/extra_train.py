@@ -24,7 +24,9 @@ from aes_ensemble.data import (
     Essays,
     _clean,
     check_columns,
+    check_ids_and_texts,
     decode_text,
+    first_row,
     parse_csv,
     read_bytes,
     scale_text,
@@ -91,33 +93,6 @@ def _read_table(path: Path) -> pl.DataFrame:
     return table
 
 
-def _first(frame: pl.DataFrame, mask: pl.Expr) -> dict[str, object] | None:
-    bad = frame.filter(mask).head(1)
-    return bad.row(0, named=True) if bad.height else None
-
-
-def _check_ids_and_texts(frame: pl.DataFrame, config: ExtraTrainConfig, path: Path) -> None:
-    """Ids present and unique, texts not empty; errors name the file's own columns."""
-    idc, textc = config.id_column, config.text_column
-    bad = _first(frame, pl.col("essay_id").is_null())
-    if bad is not None:
-        raise AesError(f"{idc} is empty", path=path, row=int(str(bad["_row"])))
-    dup = _first(frame, pl.col("essay_id").is_duplicated())
-    if dup is not None:
-        rows = frame.filter(pl.col("essay_id") == dup["essay_id"])["_row"].to_list()
-        raise AesError(
-            f"duplicate {idc} '{dup['essay_id']}' (rows {rows[0]} and {rows[1]})",
-            path=path,
-            row=rows[1],
-        )
-    empty = pl.col("full_text").is_null() | (pl.col("full_text").str.strip_chars() == "")
-    bad = _first(frame, empty)
-    if bad is not None:
-        raise AesError(
-            f"{textc} is empty ({idc} '{bad['essay_id']}')", path=path, row=int(str(bad["_row"]))
-        )
-
-
 def _some(names: Iterable[str]) -> str:
     ordered = sorted(names)
     return ", ".join(ordered[:5]) + (f", ... ({len(ordered)} in all)" if len(ordered) > 5 else "")
@@ -172,7 +147,7 @@ def _target(
         text = pl.col(name).str.strip_chars()
         number = text.cast(pl.Float64, strict=False)
         values = table.select(number).to_series()
-        bad = _first(table, number.is_null() | number.is_infinite())
+        bad = first_row(table, number.is_null() | number.is_infinite())
         if bad is not None:
             cell = str(bad[name] or "").strip()
             what = "is missing" if not cell else f"'{cell}' is not a number"
@@ -216,7 +191,7 @@ def read_extra(
         pl.col(config.text_column).alias("full_text"),
         prompt.cast(pl.String).alias("prompt"),
     )
-    _check_ids_and_texts(frame, config, path)
+    check_ids_and_texts(frame, path, config.id_column, config.text_column)
     _check_prompts(frame, config, path, train, per_prompt)
     frame = frame.with_columns(pl.Series("score", _target(table, frame, config, path, train)))
 
@@ -225,7 +200,7 @@ def read_extra(
     copy = np.asarray([normalised_text(t) in seen for t in frame["full_text"].to_list()])
     kept = frame.filter(pl.Series(~copy)) if copy.size else frame
     ids = {*train.ids, *(test.ids if test is not None else [])}
-    clash = _first(kept, pl.col("essay_id").is_in(list(ids)))
+    clash = first_row(kept, pl.col("essay_id").is_in(list(ids)))
     if clash is not None:
         raise AesError(
             f"{config.id_column} '{clash['essay_id']}' is also a workspace essay's id, with "

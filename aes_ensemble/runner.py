@@ -55,6 +55,7 @@ from aes_ensemble.learners.base import (
     Learner,
     LearnerConfig,
     Prediction,
+    fits_per_prompt,
     learner_class,
     write_scales,
 )
@@ -373,9 +374,8 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
     train_hash = train.fingerprint()
     if config.extra_train is not None:
         with blame_sources(ws.config_path(name), override_sources(overrides)):
-            extra = read_extra(
-                config.extra_train, ws.root, train, test, per_prompt=fits_per_prompt(config, train)
-            )
+            per_prompt = fits_per_prompt(getattr(config, "per_prompt", False), train.scales)
+            extra = read_extra(config.extra_train, ws.root, train, test, per_prompt=per_prompt)
         train_hash = hash_mapping({"train": train_hash, "extra": extra.essays.fingerprint()})
     return Run(
         ws,
@@ -392,13 +392,6 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
         feature_versions=feature_versions(config),
         extra=extra,
     )
-
-
-def fits_per_prompt(config: LearnerConfig, train: Essays) -> bool:
-    """Whether the learner fits one model per prompt (``per_prompt``; ``auto``: where prompts
-    have their own scales)."""
-    setting = getattr(config, "per_prompt", False)
-    return train.scales.is_per_prompt if setting == "auto" else bool(setting)
 
 
 def changed_definitions(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:

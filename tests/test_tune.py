@@ -227,3 +227,58 @@ def test_bad_input_is_one_error_line_and_writes_no_tuned_config(
     save_folds(ws, assign_folds(train, 3, seed=1), force=True)
     result = run_cli("tune", "ridge", "-n", "1", "-w", root)
     assert result.exit_code == 2 and "--study-name" in result.stderr, result.stderr
+
+
+def test_extra_train_essays_join_every_trial_fold_and_nested_fit_as_in_fit_base(
+    sample_workspace: Callable[..., Path], run_cli: Callable[..., Any]
+) -> None:
+    """``extra_train`` essays (the sample's next 60, Overall as their one score) join each
+    trial's training rows: the trial value is the headline QWK of ``fit-base`` on the tuned
+    config (which fits them), and differs from the same trial without them; with ``--nested``
+    they join the inner folds and each outer fit too."""
+    root = sample_workspace(ridge=RIDGE.replace("high: 1.0e6", "high: 100.0"))
+    sample = pl.read_csv(sample_path(TRAIN), infer_schema=False)
+    sample.slice(90, 60).select("text_id_kaggle", "full_text", "Overall").write_csv(
+        root / "extra.csv"
+    )
+    extra = (
+        "extra_train:\n  path: extra.csv\n  id_column: text_id_kaggle\n  score_columns: [Overall]\n"
+    )
+    (root / "configs" / "extra.yaml").write_text(
+        RIDGE.replace("high: 1.0e6", "high: 100.0") + extra
+    )
+
+    result = run_cli("tune", "extra", "--trials", "1", "--nested", "-w", root)
+    assert result.exit_code == 0, result.stderr
+    assert "note: extra_train: 60 essays from" in result.stdout, result.stdout
+    plain = tune_learner(root, "ridge", trials=1, nested=True)
+
+    def study(name: str, outer: str = "") -> optuna.Study:
+        storage = f"sqlite:///{root / 'tune' / name}.db"
+        return optuna.load_study(study_name=name + outer, storage=storage)
+
+    with_extra, without = study("extra").trials[0], study("ridge").trials[0]
+    assert with_extra.params == without.params  # the same seeded point, other training rows
+    assert with_extra.value != without.value
+    for fold in range(3):
+        inner = [study(name, f".outer{fold}").trials[0] for name in ("extra", "ridge")]
+        assert inner[0].params == inner[1].params
+        assert inner[0].intermediate_values != inner[1].intermediate_values
+    honest = re.search(r"honest estimate of tuning then fitting: (\d\.\d{4})", result.stdout)
+    assert honest is not None and float(honest[1]) != round(plain.nested_qwk or 0.0, 4)
+
+    fit_learner(root, "extra_tuned", progress=False)
+    ws = Workspace.at(root)
+    train, _ = load_workspace_dataset(ws)
+    oof = read_predictions(ws.oof_path("extra_tuned")).oof
+    pred = dict(zip(oof["essay_id"], oof["pred"], strict=True))
+    levels = learner_levels(
+        train.scores,
+        np.array([pred[i] for i in train.ids]),
+        train.prompts,
+        load_folds(ws).fold_array(train),
+        train.scales,
+        Scoring(),
+    )
+    headline = headline_qwk(train.scores, levels["cross"], train.prompts, train.scales)
+    assert headline == pytest.approx(with_extra.value, abs=1e-12)

@@ -111,6 +111,8 @@ def tune(
         f"(cross-fitted cut points) with {_values(result.best_params)}"
     )
     console.print(f"wrote {result.tuned_path}")
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
     if result.nested_qwk is None:
         console.print(
             "note: this OOF QWK is optimistic: the parameters were chosen on the same folds "

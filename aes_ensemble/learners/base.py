@@ -79,6 +79,11 @@ class LearnerConfig(StrictModel):
         return data
 
 
+def fits_per_prompt(setting: bool | str, scales: ScoreScales) -> bool:
+    """Whether ``per_prompt: setting`` fits one model per prompt (``auto``: per-prompt scales)."""
+    return scales.is_per_prompt if setting == "auto" else bool(setting)
+
+
 def task_resources(config: LearnerConfig) -> Resources:
     """The config's resources with the kind's default GPUs filled in."""
     res = config.resources

@@ -29,7 +29,13 @@ from aes_ensemble.config import StrictModel
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, write_json_atomic
-from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction, register
+from aes_ensemble.learners.base import (
+    Learner,
+    LearnerConfig,
+    Prediction,
+    fits_per_prompt,
+    register,
+)
 from aes_ensemble.learners.ngram_kernel import IntersectionKernel
 from aes_ensemble.learners.tabular import model_file
 from aes_ensemble.scales import ScoreScales
@@ -135,9 +141,7 @@ class StringKernelLearner(Learner):
 
     @property
     def _per_prompt(self) -> bool:
-        if self.config.per_prompt == "auto":
-            return self.scales.is_per_prompt
-        return bool(self.config.per_prompt)
+        return fits_per_prompt(self.config.per_prompt, self.scales)
 
     def _groups(self, essays: Essays) -> dict[str, np.ndarray]:
         """Rows of each member's essays: per prompt, or all under ``POOLED``."""

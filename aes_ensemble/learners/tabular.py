@@ -16,7 +16,7 @@ from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.features.pipeline import FeatureConfig, FeaturePipeline
 from aes_ensemble.io import write_json_atomic
-from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction
+from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction, fits_per_prompt
 from aes_ensemble.scales import ScoreScales
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -55,9 +55,7 @@ class TabularLearner(Learner):
 
     @property
     def _per_prompt(self) -> bool:
-        if self.config.per_prompt == "auto":
-            return self.scales.is_per_prompt
-        return bool(self.config.per_prompt)
+        return fits_per_prompt(self.config.per_prompt, self.scales)
 
     def _member(self: T) -> T:
         """A single-model learner of the same kind, for one prompt's essays."""

@@ -17,7 +17,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from aes_ensemble.config import (
 )
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
+from aes_ensemble.extra_train import with_extra
 from aes_ensemble.io import ensure_writable, write_text_atomic
 from aes_ensemble.learners.base import LearnerConfig, learner_class
 from aes_ensemble.metrics import headline_qwk
@@ -104,6 +105,7 @@ class TuneResult:
     tuned_path: Path
     nested: tuple[OuterFold, ...] = ()
     nested_qwk: float | None = None
+    notes: tuple[str, ...] = ()  # e.g. how many extra_train essays joined the training rows
 
 
 class TrialSeededSampler(BaseSampler):
@@ -273,7 +275,8 @@ def _record(study: str, trial: FrozenTrial) -> TrialRecord:
 
 @dataclass(frozen=True)
 class _Search:
-    """What every trial of one study shares."""
+    """What every trial of one study shares; ``extra``: the config's ``extra_train`` essays,
+    added to every fold's training rows."""
 
     model: type[LearnerConfig]
     raw: dict[str, Any]
@@ -283,6 +286,7 @@ class _Search:
     fold_of: np.ndarray
     cache_dir: Path
     progress: bool
+    extra: Essays | None = None
 
 
 def _optimize(
@@ -312,6 +316,7 @@ def _optimize(
             search.fold_of,
             search.cache_dir,
             after_fold,
+            extra=search.extra,
             progress=search.progress,
         )
         return headline(search.essays, pred, search.fold_of)
@@ -371,25 +376,17 @@ def _nested(
     chosen: list[tuple[int, float, dict[str, Any]]] = []
     for fold in np.unique(fold_of):
         held = fold_of == fold
-        inner = _Search(
-            search.model,
-            search.raw,
-            search.path,
-            search.space,
-            essays.take(np.flatnonzero(~held)),
-            fold_of[~held],
-            search.cache_dir,
-            search.progress,
-        )
+        inner = replace(search, essays=essays.take(np.flatnonzero(~held)), fold_of=fold_of[~held])
         study = open_study(
             storage, f"{study_name}.outer{fold}", seed, {**fingerprint, "outer_fold": str(fold)}
         )
         _optimize(inner, study, trials, timeout, on_trial)
         best = _best(study, timeout)
         config = candidate(search.model, search.raw, best.params, search.path)
+        train = inner.essays if search.extra is None else with_extra(inner.essays, search.extra)
         outer_pred[held] = fit_predict(
             config,
-            inner.essays,
+            train,
             essays.take(np.flatnonzero(held)),
             search.cache_dir,
             f"outer fold {fold}",
@@ -441,7 +438,8 @@ def tune_learner(
     space = checked_space(model, raw, path, fixed=override_sources(overrides))
     for folder in (ws.cache_dir, ws.configs_dir):  # before the long work, not after it
         ensure_writable(folder)
-    search = _Search(model, raw, path, space, run.train, run.fold_of, ws.cache_dir, progress)
+    extra = None if run.extra is None else run.extra.essays
+    search = _Search(model, raw, path, space, run.train, run.fold_of, ws.cache_dir, progress, extra)
     url = storage or default_storage(ws, name)
     study_name = study_name or name
     rdb = open_storage(url)
@@ -481,4 +479,5 @@ def tune_learner(
         tuned_path=tuned,
         nested=outer,
         nested_qwk=nested_qwk,
+        notes=() if run.extra is None else (run.extra.note(),),
     )

@@ -5,7 +5,8 @@ The objective is the leaderboard's headline number: the QWK of the OOF predictio
 levels by points fitted on the other folds (``stacking.scores.cross_fitted_levels``), with the
 stack config's default threshold method and seed. After each fold the running QWK of the folds
 done so far (plain rounding, as ``fit-base`` reports a fold) goes to ``after_fold``, where the
-study's pruner may stop the trial.
+study's pruner may stop the trial. A config's ``extra_train`` essays join each fold's training
+rows, as in ``fit-base`` (never a validation fold).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from aes_ensemble.config import validate
 from aes_ensemble.data import Essays
+from aes_ensemble.extra_train import with_extra
 from aes_ensemble.learners.base import LearnerConfig, learner_class
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.runner import _library_errors
@@ -87,20 +89,25 @@ def oof_in_memory(
     cache_dir: Path | None,
     after_fold: Callable[[int, float], None],
     *,
+    extra: Essays | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """OOF predictions of ``config`` over the folds in ``fold_of`` (ascending fold order);
-    ``after_fold(step, running_qwk)`` after each, which may raise to stop early. The per-essay
-    features are prepared first (computed once, then read from the cache; ``progress`` shows
-    the first, long computation)."""
+    ``after_fold(step, running_qwk)`` after each, which may raise to stop early. ``extra``
+    essays join every fold's training rows. The per-essay features are prepared first
+    (computed once, then read from the cache; ``progress`` shows the first, long computation)."""
     with _library_errors("feature preparation", config):
         learner = learner_class(config.kind)(config, essays.scales, cache_dir, progress=progress)
         learner.prepare(essays)
+        if extra is not None:
+            learner.prepare(extra)
     pred = np.full(len(essays), np.nan)
     done = np.zeros(len(essays), dtype=bool)
     for step, fold in enumerate(np.unique(fold_of)):
         held = fold_of == fold
         train, valid = essays.take(np.flatnonzero(~held)), essays.take(np.flatnonzero(held))
+        if extra is not None:
+            train = with_extra(train, extra)
         pred[held] = fit_predict(config, train, valid, cache_dir, f"fold {fold}")
         done |= held
         after_fold(step, running_qwk(essays, pred, done))
