@@ -82,6 +82,10 @@ def ellipse_file(ellipse: Path) -> Path:
     return ellipse / "ELLIPSE_Final_github_test.csv"
 
 
+# Beside ELLIPSE's holistic file: the Feedback Prize ELL essays (`NAME+extra` learners).
+ELL_EXTRA_FILE = "feedback_prize_ell_train.csv"
+
+
 def ellipse_workspace(ellipse: Path, cache: Path | None) -> Workspace:
     data = {
         "train": str(ellipse_file(ellipse)),
@@ -335,10 +339,11 @@ def quality_section(args: argparse.Namespace, results: dict[str, Any]) -> int:
 
     metas = [m for m in args.metas.split(",") if m]
     run = {"machine": results["machine"], "command": results["command"]}
-    asap_specs = bq.parse_specs(
+    asap_learners = (
         args.quality_learners if args.quality_asap_learners is None else args.quality_asap_learners
     )
-    if args.asap and asap_specs:
+    asap_specs = bq.parse_specs(asap_learners) if args.asap else []
+    if asap_specs:
         print("ASAP (standard split): ablation", flush=True)
         ws = asap_workspace(args.asap, args.cache)
         bq.write_configs(ws, asap_specs)
@@ -346,7 +351,7 @@ def quality_section(args: argparse.Namespace, results: dict[str, Any]) -> int:
     if args.ellipse:
         print("ELLIPSE (prompt-grouped): ablation", flush=True)
         ws = ellipse_workspace(args.ellipse, args.cache)
-        specs = bq.parse_specs(args.quality_learners)
+        specs = bq.parse_specs(args.quality_learners, args.ellipse / ELL_EXTRA_FILE)
         bq.write_configs(ws, specs)
         _save_quality(args.out, "ellipse", {**bq.ablation(ws, specs, metas, "ellipse"), **run})
     if args.asap and bq.parse_specs(args.lopo_learners):

@@ -7,7 +7,10 @@ time per learner, the CPU-only stack against its goals, and leave-one-prompt-out
 A learner is a config name, or a variant ``NAME=BASE@key=value@key=value`` (config BASE with
 overrides, e.g. ``ridge_ling_nospell=ridge_ling@features.linguistic.spelling=false``), written
 to the bench workspace's ``configs/NAME.yaml`` so its folds are fitted and reused like any other;
-or a probe ``ling:FAMILY`` (``ling_FAMILY``: a ridge on that one linguistic family alone).
+or a probe ``ling:FAMILY`` (``ling_FAMILY``: a ridge on that one linguistic family alone); or,
+on ELLIPSE, ``BASE+extra`` (``BASE_extra``: config BASE trained with the 3,911 Feedback Prize ELL
+essays beside ELLIPSE added to every fold's training rows, target the mean of their six analytic
+scores; never in validation or OOF rows).
 
 Ablation: the stack of all learners with the first of ``--metas`` (the others are listed too),
 then the same stack without each learner: its gain is what the stack loses without it. Probes
@@ -27,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +46,7 @@ from aes_ensemble.io import write_text_atomic
 from aes_ensemble.metrics import headline_qwk, qwk_by_prompt
 from aes_ensemble.runner import fit_learner, load_learner_config
 from aes_ensemble.stacking import StackConfig, build_stack_data, run_stack
-from aes_ensemble.stacking.inputs import StackData
+from aes_ensemble.stacking.inputs import StackData, essay_features, training_prompts
 from aes_ensemble.stacking.nested import nested_stack
 from aes_ensemble.stacking.run import StackRun, build_meta
 from aes_ensemble.stacking.scores import base_numbers
@@ -82,15 +86,37 @@ def family_probe(family: str) -> Spec:
     return Spec(f"ling_{family}", "ridge_ling", overrides, f"ridge on linguistic `{family}` only")
 
 
-def parse_specs(text: str) -> list[Spec]:
-    """``a,b,NAME=BASE@k=v@k=v,ling:FAMILY``: config names, variants of a config with
-    overrides, and probes of one linguistic family."""
+# The Feedback Prize ELL file beside ELLIPSE: 3,911 more essays of the same corpus, scored on six
+# analytic scales and no holistic one; their mean stands in for the holistic score.
+ELL_ANALYTIC = ("cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions")
+
+
+def extra_variant(base: str, extra: Path | None) -> Spec:
+    """``BASE+extra``: config ``BASE`` with the ELL essays added to every fold's training rows."""
+    if extra is None:
+        raise AesError(f"learner '{base}+extra' needs the ELLIPSE folder (--ellipse)")
+    overrides = (
+        f"extra_train.path={extra.resolve()}",
+        "extra_train.id_column=text_id",
+        "extra_train.text_column=full_text",
+        f"extra_train.score_columns=[{','.join(ELL_ANALYTIC)}]",
+    )
+    return Spec(f"{base}_extra", base, overrides)
+
+
+def parse_specs(text: str, extra: Path | None = None) -> list[Spec]:
+    """``a,b,NAME=BASE@k=v@k=v,ling:FAMILY,BASE+extra``: config names, variants of a config
+    with overrides, probes of one linguistic family, and configs trained with the extra
+    essays of file ``extra``."""
     specs = []
     for item in (s.strip() for s in text.split(",")):
         if not item:
             continue
         if item.startswith("ling:"):
             specs.append(family_probe(item.removeprefix("ling:")))
+            continue
+        if item.endswith("+extra"):
+            specs.append(extra_variant(item.removesuffix("+extra"), extra))
             continue
         if "@" not in item:
             specs.append(Spec(item, item))
@@ -146,28 +172,45 @@ class Stacker:
         sets = PredictionStore(ws.oof_dir).read_many(list(names), folds.hash)
         self.sets = {ps.meta.name: ps for ps in sets}
 
-    def _data(self, names: Sequence[str]) -> StackData:
+    def _data(self, names: Sequence[str], cfg: StackConfig) -> StackData:
         t = self.train
-        return build_stack_data([self.sets[n] for n in names], t.ids, t.scores, t.prompts, t.scales)
+        extra, extra_names = essay_features(t.texts, cfg.features.length)
+        levels = training_prompts(t.prompts) if cfg.features.prompt_weights else ()
+        return build_stack_data(
+            [self.sets[n] for n in names],
+            t.ids,
+            t.scores,
+            t.prompts,
+            t.scales,
+            extra=extra,
+            extra_names=extra_names,
+            prompt_levels=levels,
+        )
 
     def _config(self, names: Sequence[str], meta: str) -> StackConfig:
-        return stack_config(self.ws, overrides={"meta": meta, "models": list(names)})
+        """``meta`` is a meta-learner's name, optionally with switched-on meta-features:
+        ``ridge+prompt_weights+length``."""
+        name, *features = meta.split("+")
+        overrides = {"meta": name, "models": list(names), "features": dict.fromkeys(features, True)}
+        return stack_config(self.ws, overrides=overrides)
 
     def run(self, names: Sequence[str], meta: str) -> StackRun:
         """The stack and the leaderboard of its learners, as ``aes-ensemble stack`` makes them."""
-        return run_stack(self._data(names), self._config(names, meta))
+        cfg = self._config(names, meta)
+        return run_stack(self._data(names, cfg), cfg)
 
     def alone(self, name: str, meta: str) -> dict[str, Any]:
         """One learner's leaderboard entry, measured as ``run`` measures each of its learners."""
         cfg = self._config([name], meta)
-        data = self._data([name])
+        data = self._data([name], cfg)
         entry = base_numbers(data, method=cfg.thresholds, seed=cfg.seed, n_boot=cfg.n_boot)[0]
         return {**entry, "pred": data.base[:, 0]}
 
     def cross(self, names: Sequence[str], meta: str) -> float:
         """Only the stack's cross-fitted headline QWK: the same nested CV as ``run`` without
         the learners' leaderboard and bootstrap, which an ablation of many learners repeats."""
-        data, cfg = self._data(names), self._config(names, meta)
+        cfg = self._config(names, meta)
+        data = self._data(names, cfg)
         result = nested_stack(
             data,
             build_meta(cfg),
@@ -241,40 +284,39 @@ def lopo_folds(ws: Workspace) -> None:
     check_one_prompt_per_fold(ws)
 
 
-def prompt_standardised(
-    y: np.ndarray, pred: np.ndarray, prompts: np.ndarray, scales: Any
-) -> np.ndarray:
-    """Each prompt's predictions (normalised 0..1) moved to the mean and SD of the other
-    prompts' human scores (the average of their per-prompt means and SDs), back on its scale.
-
-    A lever measured here, not in the toolkit yet: it uses the held-out prompt's predictions
-    (its texts, a batch of them), never its scores, so it is target-free for that prompt; it
-    removes the prompt-level offset and the narrowed spread of a model fitted on other prompts.
-    """
-    norm_y, norm_p = scales.normalise(y, prompts), scales.normalise(pred, prompts)
-    keys = np.asarray([str(p) for p in prompts], dtype=object)
-    stats = {k: (norm_y[keys == k].mean(), norm_y[keys == k].std()) for k in set(keys)}
-    out = norm_p.copy()
-    for k in stats:
-        rows = keys == k
-        mean = np.mean([m for j, (m, _) in stats.items() if j != k])
-        sd = np.mean([d for j, (_, d) in stats.items() if j != k])
-        spread = norm_p[rows].std()
-        z = (norm_p[rows] - norm_p[rows].mean()) / (spread if spread > 0 else 1.0)
-        out[rows] = z * sd + mean
-    return scales.denormalise(np.clip(out, 0.0, 1.0), prompts)
+def prompt_standardised(stacker: Stacker, names: Sequence[str], meta: str) -> np.ndarray:
+    """The continuous OOF of the stack of ``names`` with the toolkit's ``unseen_prompts:
+    standardise`` (``aes_ensemble.stacking.calibration``): each held-out prompt's predictions
+    moved to the mean and SD of the training prompts' human scores (the average of their
+    per-prompt means and SDs, 0..1 of each scale). It uses the held-out prompt's predictions (a
+    batch of its essays), never its scores. A learner alone is the ``mean`` stack of it.
+    Cut points do not change the continuous OOF, so none are fitted here (``method="none"``)."""
+    cfg = stacker._config(names, meta).model_copy(update={"unseen_prompts": "standardise"})
+    cfg.check()
+    result = nested_stack(
+        stacker._data(names, cfg),
+        build_meta(cfg),
+        method="none",
+        seed=cfg.seed,
+        unseen_prompts=cfg.unseen_prompts,
+        min_prompt_batch=cfg.min_prompt_batch,
+    )
+    return result.oof
 
 
-def _plain(y: np.ndarray, pred: np.ndarray, prompts: np.ndarray, scales: Any) -> dict[str, Any]:
-    """Plain-rounded headline and per-prompt QWK, and where each prompt's predictions sit on
-    its scale against the truth (a prompt-level offset is LOPO's typical failure)."""
+def _plain(
+    y: np.ndarray, pred: np.ndarray, prompts: np.ndarray, scales: Any, standardised: np.ndarray
+) -> dict[str, Any]:
+    """Plain-rounded headline and per-prompt QWK (of ``pred`` and of its prompt-standardised
+    counterpart), and where each prompt's predictions sit on its scale against the truth (a
+    prompt-level offset is LOPO's typical failure)."""
     rounded = scales.round(pred, prompts)
     norm_pred, norm_true = scales.normalise(pred, prompts), scales.normalise(y, prompts)
     level = {
         str(p): [float(norm_true[prompts == p].mean()), float(norm_pred[prompts == p].mean())]
         for p in sorted(set(prompts), key=str)
     }
-    standardised = scales.round(prompt_standardised(y, pred, prompts, scales), prompts)
+    standardised = scales.round(standardised, prompts)
     return {
         "plain": headline_qwk(y, rounded, prompts, scales),
         "standardised": headline_qwk(y, standardised, prompts, scales),
@@ -294,14 +336,16 @@ def lopo(ws: Workspace, specs: Sequence[Spec], metas: Sequence[str]) -> dict[str
     out: dict[str, Any] = {"learners": {}, "stacks": {}, "goal": LOPO_GOAL}
     for spec in specs:
         entry = stacker.alone(spec.name, metas[0])
-        numbers = _plain(t.scores, entry["pred"], t.prompts, t.scales)
+        alone = prompt_standardised(stacker, [spec.name], "mean")
+        numbers = _plain(t.scores, entry["pred"], t.prompts, t.scales, alone)
         probe = {"probe": spec.probe} if spec.probe else {}
         out["learners"][spec.name] = {**numbers, "cross": entry["cross"], **timing[spec.name]}
         out["learners"][spec.name].update(probe)
     for meta in metas:
         run = stacker.run(names, meta)
         board = {e["name"]: e for e in run.summary["leaderboard"]}
-        numbers = _plain(t.scores, run.result.oof, t.prompts, t.scales)
+        stacked = prompt_standardised(stacker, names, meta)
+        numbers = _plain(t.scores, run.result.oof, t.prompts, t.scales, stacked)
         out["stacks"][meta] = {**numbers, "cross": board[run.name]["cross"]}
         print(f"  LOPO stack {meta}: plain-rounded mean {numbers['plain']:.4f}", flush=True)
     members = [out["learners"][n] for n in names]
@@ -366,8 +410,8 @@ def _lopo_lines(res: dict[str, Any]) -> list[str]:
         "human scores (shared scale): calibration on another prompt's targets, not target-free. "
         "Prompt-standardised: each held-out prompt's predictions moved to the mean and SD of the "
         "other prompts' human scores (0-1 of each scale), then plain-rounded; it uses the prompt's "
-        "predictions on a batch of its essays, never its scores (a lever measured here, not in "
-        "the toolkit yet).",
+        "predictions on a batch of its essays, never its scores (the stack's `unseen_prompts: "
+        "standardise`; a learner alone: the `mean` stack of it).",
         "",
         "| model | "
         + " | ".join(prompts)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -20,7 +19,6 @@ from aes_ensemble.folds import load_folds
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.runner import load_learner_config
 from aes_ensemble.sample import TRAIN, sample_path
-from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.store import PredictionStore
 from aes_ensemble.workspace import Workspace
 
@@ -123,6 +121,35 @@ def test_a_bad_learner_spec_is_one_line() -> None:
     ]
 
 
+def test_an_extra_variant_is_its_config_trained_with_the_ell_essays(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    extra = tmp_path / "ell.csv"
+    with pytest.raises(AesError, match="'ridge_hc\\+extra' needs the ELLIPSE folder"):
+        bq.parse_specs("ridge_hc+extra")
+    specs = bq.parse_specs("ridge_hc+extra", extra)
+    assert [s.name for s in specs] == ["ridge_hc_extra"]
+    bq.write_configs(ws, specs)
+    config = load_learner_config(ws.config_path("ridge_hc_extra"))
+    assert config.extra_train is not None and config.extra_train.path == extra.resolve()
+    assert list(config.extra_train.score_columns) == list(bq.ELL_ANALYTIC)
+    assert config.params == load_learner_config(ws.config_path("ridge_hc")).params
+
+
+def test_a_meta_spec_switches_meta_features_on(ws: Workspace) -> None:
+    bq.lopo_folds(ws)
+    specs = bq.parse_specs("ridge_hc")
+    bq.write_configs(ws, specs, bq.LOPO_SETTING)
+    bq.fit_all(ws, specs)
+    stacker = bq.Stacker(ws, ["ridge_hc"])
+    names = stacker.run(["ridge_hc"], "ridge+prompt_weights+length").summary["feature_names"]
+    assert names[:2] == ["ridge_hc", "log_words"]
+    assert names[2:] == [
+        part for p in sorted(PROMPTS) for part in (f"ridge_hc|prompt={p}", f"prompt={p}")
+    ]
+    assert stacker.run(["ridge_hc"], "ridge").summary["feature_names"] == ["ridge_hc"]
+
+
 def test_replace_section_keeps_the_other_sections_and_their_notes() -> None:
     page = "# Benchmarks\n\n## ASAP\n\nnote by hand\n\n## Speed\n\n- fast\n"
     first = bq.replace_section(page, bq.HEADING, [bq.HEADING, "", "one"], before="## Speed")
@@ -134,24 +161,3 @@ def test_replace_section_keeps_the_other_sections_and_their_notes() -> None:
     assert again == first.replace("one", "two")
     last = bq.replace_section("# B\n", bq.HEADING, [bq.HEADING], before="## Speed")
     assert last == f"# B\n\n{bq.HEADING}\n"
-
-
-def test_prompt_standardised_never_reads_the_held_out_prompts_scores() -> None:
-    scales = ScoreScales(
-        per_prompt={"a": ScoreScale(0, 10), "b": ScoreScale(1, 6), "c": ScoreScale(0, 3)}
-    )
-    prompts = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 4, dtype=object)
-    y = np.array([2, 4, 6, 8, 2, 3, 3, 4, 1, 1, 2, 2], dtype=float)
-    pred = np.array([5, 6, 7, 8, 3, 3.5, 4, 4.5, 1, 1.2, 1.4, 1.6])
-    out = bq.prompt_standardised(y, pred, prompts, scales)
-    norm = scales.normalise(out, prompts)
-    a = prompts == "a"
-    # prompt a takes the average mean and SD of b's and c's human scores (0-1 of each scale)
-    norm_y = scales.normalise(y, prompts)
-    stats = [(norm_y[prompts == k].mean(), norm_y[prompts == k].std()) for k in ("b", "c")]
-    assert norm[a].mean() == pytest.approx(np.mean([m for m, _ in stats]))
-    assert norm[a].std() == pytest.approx(np.mean([s for _, s in stats]))
-    assert np.all(np.diff(out[a]) > 0)  # the order within the prompt is kept
-    changed = y.copy()
-    changed[a] = [10, 0, 10, 0]
-    assert np.array_equal(bq.prompt_standardised(changed, pred, prompts, scales)[a], out[a])
