@@ -97,6 +97,39 @@ def test_global_scale_gives_level_probabilities_and_their_expected_value(
     assert np.array_equal(again.pred, p.pred) and np.array_equal(again.proba, p.proba)
 
 
+def test_per_prompt_members_on_one_global_scale_keep_the_level_probabilities(
+    tmp_path: Path,
+) -> None:
+    essays = read_essays(sample_path(TRAIN))
+    three = np.flatnonzero(np.isin(essays.prompts, sorted(set(essays.prompts))[:3]))
+    train, test = essays.take(three[three % 4 != 0]), essays.take(three[three % 4 == 0])
+    cls = learner_class("lgbm_ordinal")
+    config = validate(
+        cls.config_model,
+        {
+            "kind": "lgbm_ordinal",
+            "per_prompt": True,
+            "features": {"handcrafted": True},
+            "params": {"n_estimators": 30, "learning_rate": 0.1, "early_stopping_rounds": 10},
+        },
+    )
+    learner = cls(config, train.scales, tmp_path / "cache").fit(train)
+    assert len(learner.members) == 3
+    p = learner.predict(test)
+    scale = essays.scales.default
+    assert p.proba is not None and p.proba.shape == (len(test), scale.n_levels)
+    assert p.proba_labels == tuple(scale.label(level) for level in scale.levels)
+    np.testing.assert_allclose(p.proba.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(p.pred, p.proba @ scale.levels, atol=1e-12)
+    for prompt, member in learner.members.items():
+        rows = np.flatnonzero(test.prompts == prompt)
+        assert np.array_equal(p.proba[rows], member.predict(test.take(rows)).proba)
+    learner.save(tmp_path / "model")
+    loaded = cls.load(tmp_path / "model", config, train.scales, tmp_path / "cache")
+    again = loaded.predict(test)
+    assert again.proba is not None and np.array_equal(again.proba, p.proba)
+
+
 def test_per_prompt_scales_give_the_expected_value_alone(sample: Essays, tmp_path: Path) -> None:
     prompt = np.where(np.arange(len(sample)) % 2 == 0, "a", "b")
     score = np.where(prompt == "a", sample.scores, (sample.scores - 1) * 2)

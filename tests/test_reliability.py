@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
+import numpy as np
 import polars as pl
 import pytest
 from conftest import CliResult
@@ -28,6 +30,7 @@ from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.io import ensure_writable, owner_tag, write_text_atomic
 from aes_ensemble.learners.failures import library_error
 from aes_ensemble.learners.linear import RidgeConfig
+from aes_ensemble.learners.native_stderr import lightgbm_stderr
 from aes_ensemble.runner import RunSummary, fit_learner, part_path
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.store import read_prediction_meta, read_predictions
@@ -108,6 +111,39 @@ def test_refused_parameter_is_one_line_and_keeps_the_fold(
     )
     assert snapshot(root, "base_models", "oof") == before
     assert temporaries(root) == []
+
+
+def test_lightgbm_s_own_fatal_line_stays_off_stderr(
+    sample_ws: MakeWorkspace, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """LightGBM's C++ writes ``[LightGBM] [Fatal] ...`` to descriptor 2 itself, so this captures
+    descriptors, not ``sys.stderr``: the user sees our error line with its reason, not both."""
+    from aes_ensemble.cli.main import main
+
+    root = sample_ws()
+    capfd.readouterr()
+    args = ["fit-base", "lgbm", "params.num_leaves=1", "--fold", "0", "-w", str(root)]
+    code = main([*args, "--no-progress"])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert "[LightGBM]" not in err and err.count("error: ") == 1
+    *stages, last = err.splitlines()
+    assert all(line.startswith("lgbm: fold 0: ") for line in stages), err
+    assert last == (
+        "error: lgbm fold 0: LightGBM refused params.num_leaves=1: Check failed: (num_leaves) > (1)"
+    )
+
+
+def test_other_stderr_output_passes_through_a_lightgbm_call(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    capfd.readouterr()
+    with pytest.raises(lgb.basic.LightGBMError), lightgbm_stderr():
+        os.write(2, b"ours, before\n")
+        lgb.train({"num_leaves": 1, "verbosity": -1}, lgb.Dataset(np.zeros((8, 1)), np.zeros(8)))
+    with lightgbm_stderr():
+        print("ours, inside", file=sys.stderr)
+    assert capfd.readouterr().err == "ours, before\nours, inside\n"
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path
 from aes_ensemble.learners.base import register
+from aes_ensemble.learners.native_stderr import lightgbm_stderr
 from aes_ensemble.learners.tabular import Matrix, TabularConfig, TabularLearner, model_file
 
 Scalar = float | int | str | bool
@@ -156,7 +157,7 @@ class LgbmLearner(TabularLearner):
             self.booster.save_model(tmp)
 
     def _load_model(self, directory: Path) -> None:
-        self.booster = lgb.Booster(model_file=model_file(directory, self.MODEL))
+        self.booster = lgbm_load(model_file(directory, self.MODEL))
 
 
 def lgbm_params(p: LgbmBoosting, seed: int, objective: str) -> dict[str, Scalar]:
@@ -194,17 +195,24 @@ def lgbm_train(
     fit_rows, stop_rows = rows
     dfit = lgb.Dataset(x[fit_rows], y[fit_rows], params=params, free_raw_data=False)
     dstop = lgb.Dataset(x[stop_rows], y[stop_rows], reference=dfit)
-    booster = lgb.train(
-        params,
-        dfit,
-        num_boost_round=p.n_estimators,
-        valid_sets=[dstop],
-        callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
-    )
-    rounds = booster.best_iteration or p.n_estimators
-    if p.refit_full:
-        booster = lgb.train(params, lgb.Dataset(x, y, params=params), num_boost_round=rounds)
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+    with lightgbm_stderr():
+        booster = lgb.train(
+            params,
+            dfit,
+            num_boost_round=p.n_estimators,
+            valid_sets=[dstop],
+            callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
+        )
+        rounds = booster.best_iteration or p.n_estimators
+        if p.refit_full:
+            booster = lgb.train(params, lgb.Dataset(x, y, params=params), num_boost_round=rounds)
+        return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+
+
+def lgbm_load(path: Path) -> lgb.Booster:
+    """A saved LightGBM model; a damaged file fails as our one error line alone."""
+    with lightgbm_stderr():
+        return lgb.Booster(model_file=path)
 
 
 @register

@@ -26,6 +26,7 @@ from aes_ensemble.learners.gbdt import (
     LgbmOrdinalConfig,
     XgbOrdinalConfig,
     inner_split,
+    lgbm_load,
     lgbm_params,
     lgbm_train,
     xgb_load,
@@ -142,7 +143,7 @@ class LgbmOrdinalLearner(OrdinalGbdt):
         booster.save_model(path)
 
     def _read_booster(self, path: Path) -> lgb.Booster:
-        return lgb.Booster(model_file=path)
+        return lgbm_load(path)
 
 
 @register

@@ -105,7 +105,10 @@ class TabularLearner(Learner):
         return super().known_prompts()
 
     def _predict_members(self, essays: Essays) -> Prediction:
+        """Each prompt's rows from its member; class probabilities too where every member names
+        the same classes (one global scale), since then their columns line up."""
         out = np.empty(len(essays), dtype=np.float64)
+        parts: list[tuple[np.ndarray, Prediction]] = []
         for prompt in sorted(set(essays.prompts), key=str):
             if prompt not in self.members:
                 what = "an essay without a prompt" if prompt is None else f"prompt '{prompt}'"
@@ -115,8 +118,16 @@ class TabularLearner(Learner):
                     key="per_prompt",
                 )
             rows = np.flatnonzero(essays.prompts == prompt)
-            out[rows] = self.members[prompt].predict(essays.take(rows)).pred
-        return Prediction(out)
+            part = self.members[prompt].predict(essays.take(rows))
+            out[rows] = part.pred
+            parts.append((rows, part))
+        labels = {part.proba_labels if part.proba is not None else () for _, part in parts}
+        if len(labels) != 1 or not (proba_labels := labels.pop()):
+            return Prediction(out)
+        proba = np.empty((len(essays), len(proba_labels)), dtype=np.float64)
+        for rows, part in parts:
+            proba[rows] = part.proba
+        return Prediction(out, proba, proba_labels)
 
     def save(self, directory: Path) -> None:
         if self.members:
