@@ -188,10 +188,16 @@ class Stacker:
         )
 
     def _config(self, names: Sequence[str], meta: str) -> StackConfig:
-        """``meta`` is a meta-learner's name, optionally with switched-on meta-features:
-        ``ridge+prompt_weights+length``."""
-        name, *features = meta.split("+")
-        overrides = {"meta": name, "models": list(names), "features": dict.fromkeys(features, True)}
+        """``meta`` is a meta-learner's name, optionally with switched-on meta-features and
+        another threshold method: ``ridge+prompt_weights+length:optuna``."""
+        spec, _, thresholds = meta.partition(":")
+        name, *features = spec.split("+")
+        overrides = {
+            "meta": name,
+            "models": list(names),
+            "features": dict.fromkeys(features, True),
+            "thresholds": thresholds or None,
+        }
         return stack_config(self.ws, overrides=overrides)
 
     def run(self, names: Sequence[str], meta: str) -> StackRun:
@@ -364,6 +370,14 @@ def _f(x: float) -> str:
     return f"{x:.4f}"
 
 
+def _config_text(base: str, overrides: Sequence[str]) -> str:
+    """The config and its overrides, an ``extra_train`` block as the file it reads."""
+    extra = [o for o in overrides if o.startswith("extra_train.")]
+    text = base + "".join(f" `{o}`" for o in overrides if o not in extra)
+    path = next((o.partition("=")[2] for o in extra if o.startswith("extra_train.path=")), "")
+    return text + (f" + `extra_train`: {Path(path).name}" if path else "")
+
+
 def _ablation_lines(dataset: str, res: dict[str, Any]) -> list[str]:
     meta = res["ablation_meta"]
     lines = [
@@ -374,7 +388,7 @@ def _ablation_lines(dataset: str, res: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, e in res["learners"].items():
-        config = e.get("probe") or e["config"] + "".join(f" `{o}`" for o in e["overrides"])
+        config = e.get("probe") or _config_text(e["config"], e["overrides"])
         other = e.get("stack_without", e.get("stack_with"))
         without = "-" if other is None else _f(other)
         gain = f"{e['gain_in_stack']:+.4f}" if "gain_in_stack" in e else "-"
@@ -459,7 +473,13 @@ def markdown(section: dict[str, Any]) -> list[str]:
         "",
         "Each learner alone (cross-fitted QWK), the stack of all of them, and the stack without "
         "each learner: its gain is what the stack loses without it. Seconds: fit time over all "
-        "folds (per-essay features included), on 2 cores shared with other work.",
+        "folds (per-essay features included), on 2 cores shared with other work. A learner "
+        "`NAME_extra` is config NAME with `extra_train`: the 3,911 Feedback Prize ELL essays "
+        "beside ELLIPSE (same corpus, disjoint texts, six analytic scores and no holistic one) "
+        "join every fold's training rows with the mean of their analytic scores as the target; "
+        "they never enter a validation fold or the OOF rows. Stacks named `META+FEATURE` switch "
+        "that meta-feature on (`prompt_weights`: a weight per learner and prompt), "
+        "`META:METHOD` fits the cut points with that method.",
         "",
     ]
     parts = [*section.get("datasets", {}).items()]

@@ -147,7 +147,10 @@ def test_a_meta_spec_switches_meta_features_on(ws: Workspace) -> None:
     assert names[2:] == [
         part for p in sorted(PROMPTS) for part in (f"ridge_hc|prompt={p}", f"prompt={p}")
     ]
-    assert stacker.run(["ridge_hc"], "ridge").summary["feature_names"] == ["ridge_hc"]
+    plain = stacker.run(["ridge_hc"], "ridge")
+    assert plain.summary["feature_names"] == ["ridge_hc"]
+    assert plain.summary["thresholds"] == "nelder-mead"
+    assert stacker.run(["ridge_hc"], "ridge:none").summary["thresholds"] == "none"
 
 
 def test_replace_section_keeps_the_other_sections_and_their_notes() -> None:
