@@ -59,7 +59,7 @@ from aes_ensemble.learners.base import (
     learner_class,
     write_scales,
 )
-from aes_ensemble.learners.failures import library_error
+from aes_ensemble.learners.failures import library_errors
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.progress import Display as _Display
 from aes_ensemble.store import (
@@ -238,20 +238,6 @@ def _meta(
 
 
 @contextmanager
-def _library_errors(where: str, config: LearnerConfig) -> Iterator[None]:
-    """A model library's error as one line naming ``where`` and the config key; ours pass."""
-    try:
-        yield
-    except AesError:
-        raise
-    except Exception as exc:
-        error = library_error(exc, where, config)
-        if error is None:
-            raise
-        raise error from exc
-
-
-@contextmanager
 def _write_errors(what: str) -> Iterator[None]:
     """A failed write (disk full, permissions) as one line; the previous files are kept."""
     try:
@@ -269,7 +255,7 @@ def prepare_features(run: Run, display: _Display) -> float:
     (and every later run) reads the same values whatever order the folds run in; seconds."""
     start = time.perf_counter()
     learner = run.learner(display)
-    with _library_errors(f"{run.name} feature preparation", run.config):
+    with library_errors(f"{run.name} feature preparation", run.config):
         learner.prepare(run.train)
         if run.test is not None:
             learner.prepare(run.test)
@@ -295,7 +281,7 @@ def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> 
         train = with_extra(train, run.extra.essays)
     learner = run.learner(display)
     where = f"{run.name} fold {fold}"
-    with _library_errors(where, run.config):
+    with library_errors(where, run.config):
         display.stage(fold, f"fit ({size})")
         start = time.perf_counter()
         learner.fit(train, valid)

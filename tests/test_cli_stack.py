@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,44 @@ def test_cli_errors_are_one_line(run_cli, workspace_dir: Path, tmp_path: Path) -
         run_cli("oof", "import", tmp_path / "unknown.csv", "--name", "x", "-w", ws)
     )
     assert "row 1: essay_id 'zz' is not a training essay" in line
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "meta: lgbm\noptions:\n  lgbm: {num_leaves: 1}\n",
+            "error: stack stack_lgbm: meta-learner lgbm: LightGBM refused "
+            "options.lgbm.num_leaves=1: Check failed: (num_leaves) > (1)",
+        ),
+        (
+            "meta:\n  class: sklearn.linear_model.HuberRegressor\n  params: {epsilon: 0.5}\n",
+            "error: stack stack_huberregressor: meta-learner huberregressor: scikit-learn "
+            "refused meta.params.epsilon=0.5: The 'epsilon' parameter of HuberRegressor must be",
+        ),
+    ],
+    ids=["lgbm", "class-path"],
+)
+def test_a_setting_the_meta_learner_refuses_is_one_line(
+    workspace_dir: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    config: str,
+    message: str,
+) -> None:
+    """Descriptors are captured: LightGBM writes its own ``[Fatal]`` line to descriptor 2."""
+    from aes_ensemble.cli.main import main
+
+    ws = tmp_path / "ws"
+    shutil.copytree(
+        workspace_dir, ws, ignore=shutil.ignore_patterns("oof", "reports", "base_models")
+    )
+    for kind in ("tfidf", "length"):
+        assert main(["oof", "import", str(ws / f"{kind}.csv"), "--name", kind, "-w", str(ws)]) == 0
+    (ws / "bad_stack.yaml").write_text(config, encoding="utf-8")
+    capfd.readouterr()
+    code = main(["stack", "--config", str(ws / "bad_stack.yaml"), "-w", str(ws)])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1 and "[LightGBM]" not in err, err
+    assert not (ws / "oof" / "stack_lgbm.parquet").exists()

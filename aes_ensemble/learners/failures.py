@@ -10,6 +10,8 @@ must still surface as tracebacks, so only the libraries' own error types count, 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -72,15 +74,14 @@ def config_keys(config: BaseModel) -> dict[str, str]:
     two sections are left out, since a message naming them cannot say which was meant."""
     found: dict[str, list[str]] = {}
 
-    def walk(model: BaseModel, prefix: str) -> None:
-        for name, value in model:
+    def walk(items: Any, prefix: str) -> None:
+        for name, value in items:
             if isinstance(value, BaseModel):
                 walk(value, f"{prefix}{name}.")
             elif isinstance(value, dict):
-                for key in value:
-                    found.setdefault(str(key), []).append(f"{prefix}{name}.{key}")
+                walk(value.items(), f"{prefix}{name}.")
             elif name not in ("kind", "seed"):
-                found.setdefault(name, []).append(f"{prefix}{name}")
+                found.setdefault(str(name), []).append(f"{prefix}{name}")
 
     walk(config, "")
     keys = {name: paths[0] for name, paths in found.items() if len(paths) == 1}
@@ -88,6 +89,21 @@ def config_keys(config: BaseModel) -> dict[str, str]:
         if name in keys and alias not in keys:
             keys[alias] = keys[name]
     return keys
+
+
+@contextmanager
+def library_errors(where: str, config: BaseModel) -> Iterator[None]:
+    """A model library's error inside the block as one line naming ``where`` and the config
+    key (:func:`library_error`); ours, and our own ``AesError``, pass unchanged."""
+    try:
+        yield
+    except AesError:
+        raise
+    except Exception as exc:
+        error = library_error(exc, where, config)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _value(config: BaseModel, key: str) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from aes_ensemble.config import hash_mapping
+from aes_ensemble.learners.failures import library_errors
 from aes_ensemble.metrics import headline_qwk_by_group
 from aes_ensemble.stacking.config import MetaClass, StackConfig
 from aes_ensemble.stacking.inputs import StackData
@@ -55,6 +57,23 @@ def build_meta(config: StackConfig) -> Any:
     return make_meta(config.meta, params=config.options.get(config.meta), seed=config.seed)
 
 
+@contextmanager
+def meta_library_errors(config: StackConfig, where: str) -> Iterator[None]:
+    """A setting the meta-learner's library refuses (``options.lgbm.num_leaves=1``) as one line
+    naming the key, without LightGBM's own copy of the message on stderr."""
+    lightgbm = config.meta == "lgbm" or (
+        isinstance(config.meta, MetaClass) and config.meta.class_path.startswith("lightgbm.")
+    )
+    with library_errors(where, config):
+        if not lightgbm:
+            yield
+            return
+        from aes_ensemble.learners.native_stderr import lightgbm_stderr
+
+        with lightgbm_stderr():
+            yield
+
+
 def run_stack(
     data: StackData,
     config: StackConfig,
@@ -64,17 +83,18 @@ def run_stack(
 ) -> StackRun:
     """Stack ``data`` as ``config`` says and measure every learner and the stack alike."""
     estimator = build_meta(config)
-    result = nested_stack(
-        data,
-        estimator,
-        method=config.thresholds,
-        seed=config.seed,
-        level_inputs=config.meta == "vote",
-        unseen_prompts=config.unseen_prompts,
-        min_prompt_batch=config.min_prompt_batch,
-        progress=progress,
-    )
     name = config.output_name
+    with meta_library_errors(config, f"stack {name}: meta-learner {config.meta_name}"):
+        result = nested_stack(
+            data,
+            estimator,
+            method=config.thresholds,
+            seed=config.seed,
+            level_inputs=config.meta == "vote",
+            unseen_prompts=config.unseen_prompts,
+            min_prompt_batch=config.min_prompt_batch,
+            progress=progress,
+        )
     bases = base_numbers(
         data, method=config.thresholds, seed=config.seed, sources=sources, n_boot=config.n_boot
     )

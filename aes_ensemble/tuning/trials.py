@@ -22,8 +22,8 @@ from aes_ensemble.config import validate
 from aes_ensemble.data import Essays
 from aes_ensemble.extra_train import with_extra
 from aes_ensemble.learners.base import LearnerConfig, learner_class
+from aes_ensemble.learners.failures import library_errors
 from aes_ensemble.metrics import headline_qwk
-from aes_ensemble.runner import _library_errors
 from aes_ensemble.stacking.scores import Scoring, cross_fitted_levels
 
 
@@ -55,7 +55,7 @@ def fit_predict(
 ) -> np.ndarray:
     """Fit a fresh learner on ``train`` and predict ``valid``, in memory."""
     learner = learner_class(config.kind)(config, train.scales, cache_dir)
-    with _library_errors(where, config):
+    with library_errors(where, config):
         learner.fit(train, valid)
         return np.asarray(learner.predict(valid).pred, dtype=np.float64)
 
@@ -96,7 +96,7 @@ def oof_in_memory(
     ``after_fold(step, running_qwk)`` after each, which may raise to stop early. ``extra``
     essays join every fold's training rows. The per-essay features are prepared first
     (computed once, then read from the cache; ``progress`` shows the first, long computation)."""
-    with _library_errors("feature preparation", config):
+    with library_errors("feature preparation", config):
         learner = learner_class(config.kind)(config, essays.scales, cache_dir, progress=progress)
         learner.prepare(essays)
         if extra is not None:
