@@ -300,8 +300,8 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
-def _read_table(path: Path, data_format: str) -> pl.DataFrame:
-    """All columns as strings plus ``_row`` (1-based data row)."""
+def read_table(path: Path, data_format: str = "auto") -> pl.DataFrame:
+    """All columns of an essays CSV or TSV as strings plus ``_row`` (1-based data row)."""
     raw = read_bytes(path)
     header, sep = _header_line(raw, path)
     is_asap = data_format == "asap" or (data_format == "auto" and detect_format(header) == "asap")
@@ -353,7 +353,7 @@ def subgroup_candidates(
     other text column (not the id, text, score, prompt or source) with 2 to 20 distinct values,
     at most one per two essays. Numeric columns (trait scores, counts) are left out."""
     file = Path(path)
-    table = _read_table(file, data_format)
+    table = read_table(file, data_format)
     header = [c for c in table.columns if c != "_row"]
     layout = _layout(header, data_format, columns, file)
     used = {*layout.columns.values(), *(layout.extras or {})}
@@ -364,7 +364,7 @@ def subgroup_candidates(
             continue
         if name in used:
             continue
-        values = table.select(_clean(name)).to_series().drop_nulls()
+        values = table.select(clean_column(name)).to_series().drop_nulls()
         distinct = values.n_unique()
         numeric = values.cast(pl.Float64, strict=False).null_count() == 0
         if 2 <= distinct <= min(_MAX_GROUPS, table.height // 2) and not numeric:
@@ -378,7 +378,7 @@ def first_row(frame: pl.DataFrame, mask: pl.Expr) -> dict[str, object] | None:
     return bad.row(0, named=True) if bad.height else None
 
 
-def _clean(column: str) -> pl.Expr:
+def clean_column(column: str) -> pl.Expr:
     """Stripped string, null where empty."""
     value = pl.col(column).str.strip_chars()
     return pl.when(value == "").then(None).otherwise(value)
@@ -386,7 +386,7 @@ def _clean(column: str) -> pl.Expr:
 
 def _numeric(frame: pl.DataFrame, column: str, label: str, path: Path) -> pl.Series:
     """Float64 of a string column (nulls stay null); a non-numeric cell is an error."""
-    value = _clean(column)
+    value = clean_column(column)
     number = value.cast(pl.Float64, strict=False)
     bad = first_row(frame, value.is_not_null() & (number.is_null() | number.is_infinite()))
     if bad is not None:
@@ -536,7 +536,7 @@ def read_essays(
     (``Essays.human_ratings``); ``check_ratings`` makes a rating off its scale an error.
     """
     file = Path(path)
-    table = _read_table(file, data_format)
+    table = read_table(file, data_format)
     header = [c for c in table.columns if c != "_row"]
     layout = _layout(header, data_format, columns, file)
     cols = layout.columns
@@ -566,13 +566,13 @@ def read_essays(
 
     frame = table.select(
         "_row",
-        _clean(cols["essay_id"]).alias("essay_id"),
+        clean_column(cols["essay_id"]).alias("essay_id"),
         pl.col(cols["full_text"]).alias("full_text"),
         *[
-            (_clean(cols[c]) if cols[c] in header else pl.lit(None, pl.String)).alias(c)
+            (clean_column(cols[c]) if cols[c] in header else pl.lit(None, pl.String)).alias(c)
             for c in _OPTIONAL
         ],
-        *[_clean(s).alias(s) for s in subgroups],
+        *[clean_column(s).alias(s) for s in subgroups],
     )
     check_ids_and_texts(frame, file)
     if role == "train":

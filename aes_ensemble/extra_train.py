@@ -22,13 +22,11 @@ from aes_ensemble.config import StrictModel
 from aes_ensemble.data import (
     CORE_SCHEMA,
     Essays,
-    _clean,
     check_columns,
     check_ids_and_texts,
-    decode_text,
+    clean_column,
     first_row,
-    parse_csv,
-    read_bytes,
+    read_table,
     scale_text,
 )
 from aes_ensemble.errors import AesError
@@ -74,23 +72,22 @@ def normalised_text(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def _read_table(path: Path) -> pl.DataFrame:
-    """Every column as strings plus ``_row`` (1-based data row), from CSV or Parquet."""
+def _read_extra_table(path: Path) -> pl.DataFrame:
+    """Every column as strings plus ``_row`` (1-based data row), from CSV/TSV (read as an
+    essays file is) or Parquet."""
     if path.suffix.lower() not in {".parquet", ".pq"}:
-        table = parse_csv(decode_text(read_bytes(path), path).encode("utf-8"), path)
-    else:
-        if not path.is_file():
-            raise AesError("file not found", path=path)
-        try:
-            raw = pl.read_parquet(path)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise AesError(f"cannot read as Parquet ({first})", path=path) from None
-        table = raw.select(pl.all().cast(pl.String)).with_row_index("_row", offset=1)
-        table = table.with_columns(pl.col("_row").cast(pl.Int64))
-    if table.height == 0:
+        return read_table(path)
+    if not path.is_file():
+        raise AesError("file not found", path=path)
+    try:
+        raw = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise AesError(f"cannot read as Parquet ({first})", path=path) from None
+    if raw.height == 0:
         raise AesError("file has a header but no essays", path=path)
-    return table
+    table = raw.select(pl.all().cast(pl.String)).with_row_index("_row", offset=1)
+    return table.with_columns(pl.col("_row").cast(pl.Int64))
 
 
 def _some(names: Iterable[str]) -> str:
@@ -179,15 +176,15 @@ def read_extra(
     """The extra essays of ``config`` on ``train``'s scales, without copies of ``train`` or
     ``test`` essays; ``per_prompt``: whether the learner fits one model per prompt."""
     path = Path(root) / config.path
-    table = _read_table(path)
+    table = _read_extra_table(path)
     header = [c for c in table.columns if c != "_row"]
     prompt_column = [config.prompt_column] if config.prompt_column else []
     wanted = [config.id_column, config.text_column, *config.score_columns, *prompt_column]
     check_columns(header, wanted, path, "named in extra_train")
-    prompt = _clean(config.prompt_column) if config.prompt_column else pl.lit(config.prompt)
+    prompt = clean_column(config.prompt_column) if config.prompt_column else pl.lit(config.prompt)
     frame = table.select(
         "_row",
-        _clean(config.id_column).alias("essay_id"),
+        clean_column(config.id_column).alias("essay_id"),
         pl.col(config.text_column).alias("full_text"),
         prompt.cast(pl.String).alias("prompt"),
     )
