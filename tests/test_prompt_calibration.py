@@ -56,17 +56,6 @@ def test_unseen_prompts_take_the_training_prompts_mean_and_sd() -> None:
     assert np.array_equal(again.transform(pred, prompts), out)
 
 
-def test_score_scale_rows_of_seen_prompts_keep_their_bits() -> None:
-    scales = ScoreScales(per_prompt={"a": ScoreScale(1, 6), "b": ScoreScale(0, 3, 0.5)})
-    cal = PromptCalibration.fit(np.array([0.1, 0.5, 0.9]), ["a", "a", "a"], min_batch=2)
-    pred = np.array([1.1 / 3, 2.7, 5.9, 0.5, 2.5, 1.0])
-    prompts = np.array(["a", "a", "a", "b", "b", "b"], dtype=object)
-    out = cal.apply(pred, prompts, scales)
-    assert np.array_equal(out[:3], pred[:3])
-    norm = scales.normalise(out[3:], prompts[3:])
-    assert norm.mean() == pytest.approx(cal.mean) and norm.std() == pytest.approx(cal.sd)
-
-
 def test_a_too_small_batch_of_a_new_prompt_is_refused_naming_it() -> None:
     cal = PromptCalibration.fit(np.linspace(0, 1, 10), ["a"] * 10)
     with pytest.raises(AesError) as info:

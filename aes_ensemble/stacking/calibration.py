@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.scales import ScoreScales
 
 UNSEEN_PROMPTS = ("keep", "standardise")
 DEFAULT_MIN_BATCH = 30
@@ -84,18 +83,6 @@ class PromptCalibration:
             spread = values.std()
             z = (values - values.mean()) / (spread if spread > 0 else 1.0)
             out[rows] = np.clip(z * self.sd + self.mean, 0.0, 1.0)
-        return out
-
-    def apply(self, pred: np.ndarray, prompts: np.ndarray, scales: ScoreScales) -> np.ndarray:
-        """:meth:`transform` on the score scale; rows of seen prompts keep their very bits."""
-        pred = np.asarray(pred, dtype=float)
-        new = set(self.unseen(prompts))
-        unseen = np.asarray([k in new for k in prompt_keys(prompts)], dtype=bool)
-        if not unseen.any():
-            return pred
-        moved = self.transform(scales.normalise(pred, prompts), prompts)
-        out = pred.copy()
-        out[unseen] = scales.denormalise(moved, prompts)[unseen]
         return out
 
     def _check_batch(self, key: Key, n: int) -> None:

@@ -153,10 +153,11 @@ class StackModel:
         and records the SHA-256 of every other file, so a half-finished save is detected."""
         directory.mkdir(parents=True, exist_ok=True)
         meta = save_meta(self.meta, directory)
-        # only a calibrated stack has the key, so a keep stack reads in earlier versions too
-        calibration = (
-            {} if self.calibration is None else {"calibration": self.calibration.to_dict()}
-        )
+        # keys only where the stack uses them, so a stack without reads in earlier versions too
+        optional = {
+            **({"prompt_levels": list(self.prompt_levels)} if self.prompt_levels else {}),
+            **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
+        }
         write_json_atomic(
             directory / MODEL_FILE,
             {
@@ -169,14 +170,13 @@ class StackModel:
                 "feature_names": self.feature_names,
                 "proba_columns": {k: list(v) for k, v in self.proba_columns.items()},
                 "length": self.length,
-                "prompt_levels": list(self.prompt_levels),
                 "scales": self.scales.to_dict(),
                 "cuts": self.cuts.to_dict(),
                 "lineage": self.lineage,
                 "remake": self.remake,
                 "predictions_digest": self.predictions_digest,
                 "meta": meta,
-                **calibration,
+                **optional,
             },
         )
         for name in FILES.values():  # a previous stack's meta-learner file, if of another kind
