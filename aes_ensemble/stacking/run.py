@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,17 +61,15 @@ def build_meta(config: StackConfig) -> Any:
 def meta_library_errors(config: StackConfig, where: str) -> Iterator[None]:
     """A setting the meta-learner's library refuses (``options.lgbm.num_leaves=1``) as one line
     naming the key, without LightGBM's own copy of the message on stderr."""
-    lightgbm = config.meta == "lgbm" or (
+    quiet: AbstractContextManager[None] = nullcontext()
+    if config.meta == "lgbm" or (
         isinstance(config.meta, MetaClass) and config.meta.class_path.startswith("lightgbm.")
-    )
-    with library_errors(where, config):
-        if not lightgbm:
-            yield
-            return
+    ):
         from aes_ensemble.learners.native_stderr import lightgbm_stderr
 
-        with lightgbm_stderr():
-            yield
+        quiet = lightgbm_stderr()
+    with library_errors(where, config), quiet:
+        yield
 
 
 def run_stack(
