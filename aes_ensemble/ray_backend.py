@@ -129,6 +129,14 @@ class RayBackend:
                 "authentication also needs RAY_AUTH_MODE=token and its token on this machine)",
                 key="address",
             ) from None
+        except ray.exceptions.AuthenticationError as exc:
+            first = str(exc.message).strip().splitlines()[0]
+            raise AesError(
+                f"--address {self.address}: the Ray cluster refused this machine ({first}); "
+                "give it the cluster's token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, see "
+                "`ray get-auth-token`)",
+                key="address",
+            ) from None
         return True
 
     def _outcome(self, ref: Any, task: FitTask) -> TaskResult:

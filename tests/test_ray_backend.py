@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,8 +24,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-# `ray start` clusters use token authentication; a driver reads this setting when Ray loads.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+# `ray start` clusters use token authentication. This module's cluster and driver share a token
+# made here and handed over through Ray's own settings (the mode is read when Ray loads): nothing
+# is read from or written to ~/.ray, so a machine where Ray never ran passes as well.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
 pytest.importorskip("ray", reason="needs Ray: pip install 'aes-ensemble[ray]'")
 
 from aes_ensemble.data import load_workspace_dataset
@@ -287,3 +292,39 @@ def test_tasks_ask_ray_for_their_configs_resources(tmp_path: Path) -> None:
         "num_gpus": 0.0,
         "memory": 3000000000,
     }
+
+
+@pytest.mark.slow  # a Ray cluster on 2 shared cores
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        (None, "the Ray cluster refused this machine"),
+        ("another", "could not connect to a Ray cluster there"),
+    ],
+    ids=["no token", "another token"],
+)
+def test_a_driver_without_the_clusters_token_is_one_error_line(
+    token: str | None, says: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    """A machine with no token (an empty home) or another one is refused by the cluster: one
+    line that names the token settings, not Ray's traceback."""
+    ws = build_workspace(tmp_path / "ws", {"ridge_tfidf": RIDGE})
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
+    env["HOME"] = str(tmp_path / "home")  # no ~/.ray/auth_token either
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    args = ["fit-base", "ridge_tfidf", "-w", str(ws.root), "--no-progress", "--backend", "ray"]
+    result = subprocess.run(
+        [sys.executable, "-m", "aes_ensemble.cli.main", *args, "--address", cluster.address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"--address {cluster.address}: {says}" in errors[0]
+    assert "RAY_AUTH_" in errors[0]
+    assert not any(ws.base_models_dir.rglob("done.json"))
