@@ -20,6 +20,8 @@ import polars as pl
 
 from aes_ensemble.config import DataConfig, load_config
 from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.formats import FORMATS
+from aes_ensemble.io import read_bytes
 from aes_ensemble.scales import (
     AES2_SCALE,
     ASAP_SCALES,
@@ -114,7 +116,6 @@ def data_fingerprint(train: Essays, test: Essays | None) -> str:
 
 
 Role = Literal["train", "test"]
-FORMATS = ("auto", "aes2", "asap", "ellipse", "generic")
 _OPTIONAL = ("prompt", "source")
 
 
@@ -279,25 +280,6 @@ def _header_line(raw: bytes, path: Path) -> tuple[list[str], str]:
     line = decode_text(first, path).rstrip("\r")
     sep = "\t" if "\t" in line and "," not in line else ","
     return [_unquote(h.strip()) for h in line.split(sep)], sep
-
-
-def read_bytes(path: Path) -> bytes:
-    """The bytes of a text file (CSV, TSV, JSON); a folder, a missing, unreadable, empty or
-    binary file is an ``AesError`` naming it."""
-    if path.is_dir():
-        raise AesError("is a folder, not a file", path=path)
-    if not path.is_file():
-        raise AesError("file not found", path=path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AesError(f"cannot read the file ({exc.strerror})", path=path) from None
-    if not raw.removeprefix(codecs.BOM_UTF8).strip():
-        raise AesError("file is empty", path=path)
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        raise AesError(f"binary content (a NUL byte at byte offset {nul}), not text", path=path)
-    return raw
 
 
 def read_table(path: Path, data_format: str = "auto") -> pl.DataFrame:

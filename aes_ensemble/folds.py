@@ -27,10 +27,9 @@ from aes_ensemble.data import (
     check_unique_ids,
     decode_text,
     parse_csv,
-    read_bytes,
 )
 from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path
+from aes_ensemble.io import atomic_path, read_bytes
 from aes_ensemble.workspace import Workspace
 
 Method = Literal["auto", "grouped", "stratified"]

@@ -15,6 +15,7 @@ Modes: ``mkstemp`` creates 0600 files; ``atomic_path`` gives the final file what
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -26,11 +27,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from aes_ensemble.errors import AesError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _LEFTOVER = re.compile(
     r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.(?P<kind>tmp|old|staged)$"
@@ -118,8 +120,35 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
     """``.npy`` without pickles, so a stranger's file cannot run code when loaded."""
+    import numpy as np
+
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
         np.save(handle, array, allow_pickle=False)
+
+
+def require_file(path: Path) -> None:
+    """A folder or a missing file is an ``AesError`` naming it: cheap enough to check before the
+    libraries that read the file are loaded."""
+    if path.is_dir():
+        raise AesError("is a folder, not a file", path=path)
+    if not path.is_file():
+        raise AesError("file not found", path=path)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a text file (CSV, TSV, JSON); a folder, a missing, unreadable, empty or
+    binary file is an ``AesError`` naming it."""
+    require_file(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AesError(f"cannot read the file ({exc.strerror})", path=path) from None
+    if not raw.removeprefix(codecs.BOM_UTF8).strip():
+        raise AesError("file is empty", path=path)
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise AesError(f"binary content (a NUL byte at byte offset {nul}), not text", path=path)
+    return raw
 
 
 def read_json_file(path: Path, *, fix: str = "", error: type[AesError] = AesError) -> Any:

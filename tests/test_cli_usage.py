@@ -37,6 +37,11 @@ COMMANDS = [
     ("oof",),
     ("oof", "import"),
 ]
+# What the commands use; none may load before one runs (docs/benchmarks.md, "Start-up").
+LIBRARIES = (
+    "sklearn", "torch", "polars", "numpy", "scipy", "pandas", "lightgbm", "xgboost", "optuna",
+    "ray", "transformers", "sentence_transformers", "statsmodels", "matplotlib", "pydantic",
+)  # fmt: skip
 PLACEHOLDER = re.compile(r"<(?:bool|str|int|float|path|file|list\[\w+\])\.*>|\{\w+\}")
 
 
@@ -92,6 +97,29 @@ def test_version_is_the_installed_package_version(run_cli: Callable[..., Any]) -
     result = run_cli("--version")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"aes-ensemble {metadata.version('aes-ensemble')}\n"
+
+
+def test_the_command_line_loads_no_library_of_the_commands_before_one_runs() -> None:
+    """``--version``, ``--help`` and usage mistakes answer at once: building every command's
+    parser (what they all need) imports none of the libraries the commands use."""
+    probe = (
+        "import sys\n"
+        "from aes_ensemble.cli.main import command\n"
+        "command()\n"
+        "print(' '.join(sorted({name.partition('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert set(result.stdout.split()) & set(LIBRARIES) == set(), result.stdout
+
+
+def test_demo_help_names_the_meta_learner_the_demo_uses(run_cli: Callable[..., Any]) -> None:
+    from aes_ensemble.demo import DEMO_META
+
+    result = run_cli("demo", "--help")
+    assert result.exit_code == 0, result.stderr
+    assert f"default: {DEMO_META}" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "aes-ensemble")

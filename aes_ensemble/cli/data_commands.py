@@ -4,40 +4,23 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
-import numpy as np
-import polars as pl
 import typer
-import yaml
 from rich import box
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
-from aes_ensemble.config import DataConfig, load_config, validate
-from aes_ensemble.data import (
-    FORMATS,
-    Essays,
-    detect_role,
-    inspect_header,
-    load_dataset,
-    read_essays,
-    scale_text,
-    subgroup_candidates,
-)
 from aes_ensemble.errors import AesError
-from aes_ensemble.folds import (
-    METHODS,
-    Folds,
-    Method,
-    assign_folds,
-    check_score_levels,
-    read_folds_file,
-    save_folds,
-)
-from aes_ensemble.io import write_text_atomic
-from aes_ensemble.scales import ScoreScale, ScoreScales
+from aes_ensemble.formats import FORMATS
+from aes_ensemble.io import require_file
 from aes_ensemble.workspace import Workspace
+
+if TYPE_CHECKING:
+    from aes_ensemble.config import DataConfig
+    from aes_ensemble.data import Essays
+    from aes_ensemble.folds import Folds
+    from aes_ensemble.scales import ScoreScales
 
 FormatOption = Annotated[
     str | None,
@@ -90,6 +73,10 @@ def check(
     """Validate an essays file; print its format, prompts, score levels, how many essays are
     double-scored, lengths and the columns that look like subgroups, with the `folds` line
     that keeps them."""
+    require_file(file)  # before the readers load: a wrong path is answered at once
+    from aes_ensemble.data import detect_role, inspect_header, read_essays
+    from aes_ensemble.folds import check_score_levels
+
     default, per_prompt = _parse_scales(scale or [])
     role = detect_role(file, data_format=data_format)
     scales = _scales(default, per_prompt)
@@ -118,6 +105,8 @@ def check(
 
 def _print_subgroups(file: Path, data_format: str, scales: list[str], role: str) -> None:
     """The columns that look like subgroups and the exact `folds` line that keeps them."""
+    from aes_ensemble.data import subgroup_candidates
+
     found = subgroup_candidates(file, data_format=data_format)
     if not found:
         console.print(
@@ -145,6 +134,8 @@ def _warn(notes: tuple[str, ...]) -> None:
 
 def _parse_scales(values: list[str]) -> tuple[str | None, dict[str, str]]:
     """``--scale`` values as data.yaml's ``scale`` and ``per_prompt_scales``, each checked."""
+    from aes_ensemble.scales import ScoreScale
+
     default: str | None = None
     per_prompt: dict[str, str] = {}
     for value in values:
@@ -163,6 +154,8 @@ def _parse_scales(values: list[str]) -> tuple[str | None, dict[str, str]]:
 
 
 def _scales(default: str | None, per_prompt: dict[str, str]) -> ScoreScales | None:
+    from aes_ensemble.scales import ScoreScale, ScoreScales
+
     if default is None and not per_prompt:
         return None
     return ScoreScales(
@@ -185,6 +178,10 @@ def _print_prompts(essays: Essays) -> None:
 
 
 def _print_levels(essays: Essays) -> None:
+    import numpy as np
+
+    from aes_ensemble.data import scale_text
+
     table = Table(title="score levels")
     for column in ("scale", "prompts", "level", "essays", "share"):
         table.add_column(column, justify="left" if column in ("scale", "prompts") else "right")
@@ -208,6 +205,8 @@ def _print_levels(essays: Essays) -> None:
 
 def _print_double_scored(essays: Essays) -> None:
     """How many essays have two human ratings: the report's human-human baseline."""
+    import numpy as np
+
     ratings = essays.human_ratings()
     if ratings is None:
         console.print(
@@ -225,6 +224,9 @@ def _print_double_scored(essays: Essays) -> None:
 
 
 def _print_lengths(essays: Essays) -> None:
+    import numpy as np
+    import polars as pl
+
     text = pl.col("full_text")
     lengths = essays.frame.select(
         text.str.count_matches(r"\S+").alias("words"), text.str.len_chars().alias("chars")
@@ -283,6 +285,10 @@ def folds(
 ) -> None:
     """Assign the training essays to folds once and save folds.csv + folds.json; --train,
     --test, --format, --scale and --subgroups are recorded in configs/data.yaml."""
+    from aes_ensemble.config import DataConfig, load_config
+    from aes_ensemble.data import load_dataset
+    from aes_ensemble.folds import METHODS, Method, assign_folds, read_folds_file, save_folds
+
     if method not in METHODS:
         raise AesError(f"unknown --method '{method}' (valid: {', '.join(METHODS)})")
     if from_file is not None and infer_prompts is not None:
@@ -337,6 +343,9 @@ def _data_config(
     same training file; a new file starts afresh, with its format written down as detected and,
     for ELLIPSE, its subgroup columns carried: the report's fairness rows need them, and a user
     who splits ELLIPSE without them loses those rows without a word."""
+    from aes_ensemble.config import DataConfig, validate
+    from aes_ensemble.data import inspect_header, subgroup_candidates
+
     same = old is not None and (train is None or old.train == _relative(ws, train))
     fields = old.model_dump() if same and old is not None else {}
     if train is not None:
@@ -376,6 +385,10 @@ def _data_config(
 
 
 def _write_data_config(ws: Workspace, config: DataConfig) -> None:
+    import yaml
+
+    from aes_ensemble.io import write_text_atomic
+
     data = config.model_dump(mode="json", exclude_defaults=True)
     try:
         write_text_atomic(ws.data_config_path, yaml.safe_dump(data, sort_keys=False))
@@ -392,6 +405,8 @@ def _share(count: int, total: int) -> str:
 def _print_folds(essays: Essays, assignment: Folds) -> None:
     """Fold sizes and, per fold, the share of each score level (global scale) or the mean
     normalised score (per-prompt scales), so a lopsided split shows at a glance."""
+    import numpy as np
+
     fold = assignment.fold_array(essays)
     scale = None if essays.scales.is_per_prompt else essays.scales.default
     what = "% of the fold at each score level" if scale else "mean normalised score (0-1)"

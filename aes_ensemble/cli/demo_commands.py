@@ -10,7 +10,6 @@ import typer
 
 from aes_ensemble.cli.common import WorkdirOption, console, workspace
 from aes_ensemble.cli.stack_commands import print_leaderboard
-from aes_ensemble.demo import DEMO_META, run_demo
 
 
 def register(app: typer.Typer) -> None:
@@ -24,17 +23,21 @@ def demo(
             help="Comma-separated learner configs (default: ridge_tfidf,lgbm; +minilm on a GPU)."
         ),
     ] = None,
-    meta: Annotated[str, typer.Option(help="Meta-learner of the stack.")] = DEMO_META,
+    meta: Annotated[
+        str | None,
+        typer.Option(help="Meta-learner of the stack (default: nnls, non-negative weights)."),
+    ] = None,
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Folds, CPU learners, stack with thresholds, leaderboard, submission.csv and a report."""
+    from aes_ensemble.demo import DEMO_META, run_demo
 
     started = time.perf_counter()
     names = None if learners is None else [n.strip() for n in learners.split(",") if n.strip()]
     result = run_demo(
         workspace(workdir),
         learners=names,
-        meta=meta,
+        meta=meta or DEMO_META,
         step=lambda s: console.print(f"[bold]>[/] {s}"),
     )
     print_leaderboard(result.stack)

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
 from aes_ensemble.errors import AesError
-from aes_ensemble.runner import RunSummary, fit_learner
-from aes_ensemble.tasks import (
-    Backend,
-    LocalBackend,
-    check_prefixes,
-    fit_many,
-    learner_overrides,
-)
+
+if TYPE_CHECKING:
+    from aes_ensemble.runner import RunSummary
+    from aes_ensemble.tasks import Backend
 
 
 def parse_folds(text: str) -> str | list[int]:
@@ -78,6 +74,8 @@ def _names(text: str) -> list[str]:
 
 
 def _backend(backend: str, jobs: int, address: str | None) -> Backend:
+    from aes_ensemble.tasks import LocalBackend
+
     if backend == "local":
         return LocalBackend(jobs)
     if backend == "ray":
@@ -137,6 +135,9 @@ def fit_base(
     """Fit base learner NAME (or several, comma-separated) on each fold; folds finished with
     the same config and data are skipped. A failed fold is one error line; the other folds
     finish (exit 2 at the end)."""
+    from aes_ensemble.runner import fit_learner
+    from aes_ensemble.tasks import check_prefixes, fit_many, learner_overrides
+
     if not progress:  # also the Hugging Face loading and saving bars (read when they load)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     learners = _names(name)

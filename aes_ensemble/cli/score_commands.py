@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import polars as pl
 import typer
 
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
-from aes_ensemble.data import FORMATS, detect_role, read_essays
 from aes_ensemble.errors import AesError
-from aes_ensemble.io import atomic_path, ensure_writable
-from aes_ensemble.metrics import headline_qwk
+from aes_ensemble.formats import FORMATS
+from aes_ensemble.io import atomic_path, ensure_writable, require_file
 
 StackOption = Annotated[
     str | None,
@@ -51,7 +48,13 @@ def score(
 ) -> None:
     """Score an essays file with a workspace's stack or a bundle; print QWK where the file has
     scores."""
-    from aes_ensemble.scoring import Ensemble  # the learners' libraries load only when used
+    require_file(essays)  # before the ensemble loads: a wrong path is answered at once
+    import numpy as np
+    import polars as pl
+
+    from aes_ensemble.data import detect_role, read_essays
+    from aes_ensemble.metrics import headline_qwk
+    from aes_ensemble.scoring import Ensemble
 
     if output.is_dir():
         raise AesError(

@@ -10,7 +10,6 @@ import typer
 
 from aes_ensemble.cli.common import WorkdirOption, console
 from aes_ensemble.cli.score_commands import StackOption
-from aes_ensemble.scoring.server import Limits, address, bind, require_serve
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +30,7 @@ def serve(
 ) -> None:
     """Score essays over HTTP: POST /score {"essays": [{"id", "text", "prompt"}]}, GET /health."""
     from aes_ensemble.scoring.ensemble import Ensemble
+    from aes_ensemble.scoring.server import Limits, address, bind, require_serve
     from aes_ensemble.scoring.server import serve as run_server
 
     require_serve()

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, workspace
-from aes_ensemble.data import load_workspace_dataset
 from aes_ensemble.errors import AesError
-from aes_ensemble.folds import Folds, load_folds
-from aes_ensemble.io import ensure_writable
-from aes_ensemble.stacking.run import StackRun
-from aes_ensemble.stacking.workspace import stack_config, stack_workspace, write_submission
-from aes_ensemble.store import PredictionStore, write_predictions
+
+if TYPE_CHECKING:
+    from aes_ensemble.stacking.run import StackRun
 
 oof_app = typer.Typer(help="Manage the prediction store (oof/).", no_args_is_help=True)
 
@@ -47,6 +43,8 @@ def stack(
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Stack learners with nested grouped CV; print the leaderboard, write oof/ and reports/."""
+    from aes_ensemble.stacking.workspace import stack_config, stack_workspace
+
     ws = workspace(workdir)
     model_list = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
     cfg = stack_config(
@@ -101,6 +99,8 @@ def print_leaderboard(run: StackRun, out: Console | None = None) -> None:
 def _print_per_prompt(run: StackRun, out: Console) -> None:
     """Cross-fitted QWK of each prompt for the stack and the best single learner (the ASAP
     headline is their mean); past MAX_PROMPT_ROWS prompts only the weakest are listed."""
+    import numpy as np
+
     by_name = {e["name"]: e for e in run.summary["leaderboard"]}
     stack, best = by_name[run.name], by_name[run.summary["best_single"]]
     if not stack.get("per_prompt"):
@@ -140,6 +140,10 @@ def predict(
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Write submission.csv (essay_id,score levels) from a stack's (or a learner's) test rows."""
+    import numpy as np
+
+    from aes_ensemble.stacking.workspace import write_submission
+
     target, chosen, levels = write_submission(
         workspace(workdir), stack_name, thresholds=thresholds, output=output
     )
@@ -157,7 +161,11 @@ def oof_import(
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Bring predictions made elsewhere (a teammate's notebook) into the store, validated."""
+    from aes_ensemble.data import load_workspace_dataset
+    from aes_ensemble.folds import load_folds
+    from aes_ensemble.io import ensure_writable
     from aes_ensemble.stacking.imports import import_predictions
+    from aes_ensemble.store import PredictionStore, write_predictions
 
     ws = workspace(workdir)
     store = PredictionStore(ws.oof_dir)
@@ -167,7 +175,7 @@ def oof_import(
             f"predictions named '{name}' exist; pass --force to replace them", path=target
         )
     train, test = load_workspace_dataset(ws)
-    folds: Folds = load_folds(ws)
+    folds = load_folds(ws)
     ensure_writable(ws.oof_dir)
     ps = import_predictions(file, name, train, test, folds)
     path = write_predictions(target, ps)

@@ -4,13 +4,15 @@ write the best as ``configs/NAME_tuned.yaml``; one line per trial as it finishes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
-from aes_ensemble.tuning.study import TrialRecord, TuneResult, tune_learner
+
+if TYPE_CHECKING:
+    from aes_ensemble.tuning.study import TrialRecord, TuneResult
 
 
 def _values(params: dict[str, Any]) -> str:
@@ -86,6 +88,7 @@ def tune(
     scores the OOF predictions with the leaderboard's headline QWK (cross-fitted cut points)
     and is pruned when its running QWK falls behind. Several processes (or machines, with a
     server --storage) can run one study at once."""
+    from aes_ensemble.tuning.study import tune_learner
 
     def report(record: TrialRecord) -> None:
         err_console.print(trial_line(record), markup=False, highlight=False)
