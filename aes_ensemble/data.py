@@ -515,7 +515,9 @@ def read_essays(
     and overrides the format's names. Without ``scales`` the format's official scales apply; a
     generic training file infers one scale from its scores. Human ratings (ASAP's two raters, or
     ``second_score_column`` beside the score) become ``rater1``/``rater2`` on the score's scale
-    (``Essays.human_ratings``); ``check_ratings`` makes a rating off its scale an error.
+    (``Essays.human_ratings``); ``check_ratings`` makes a rating off its scale an error. A test
+    file needs no score, second rating or subgroup column (a Kaggle test file has only id, text
+    and prompt); those it has are read.
     """
     file = Path(path)
     table = read_table(file, data_format)
@@ -527,6 +529,10 @@ def read_essays(
         check_columns(header, [cols["score"]], file, f"training file, {layout.name} format")
     if layout.required_prompt:
         check_columns(header, [cols["prompt"]], file, f"{layout.name} format")
+    if role != "train":  # subgroups and second ratings describe training rows: kept where given
+        subgroups = [name for name in subgroups if name in header]
+        if second_score_column not in header:
+            second_score_column = None
     twice = sorted({name for name in subgroups if list(subgroups).count(name) > 1})
     if twice:
         raise AesError(f"subgroup column '{twice[0]}' is named twice", path=file)

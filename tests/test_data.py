@@ -223,6 +223,30 @@ def test_unknown_subgroup_names_the_column_and_the_file_columns() -> None:
         read_essays(SAMPLE_TRAIN, subgroups=("Overall",))
 
 
+def test_a_test_file_needs_no_subgroup_or_second_rating_and_keeps_those_it_has(
+    tmp_path: Path,
+) -> None:
+    """Kaggle test files hold id, text and prompt only; scores, second ratings and subgroups
+    describe training rows."""
+    full = pl.read_csv(SAMPLE_TRAIN, infer_schema=False).head(5)
+    bare = tmp_path / "test.csv"
+    full.select("text_id_kaggle", "full_text", "prompt").write_csv(bare)
+    wanted = {"subgroups": ("gender", "SES"), "second_score_column": "Overall2"}
+    essays = read_essays(bare, role="test", **wanted)  # type: ignore[arg-type]
+    assert essays.subgroups == ()
+    assert essays.frame.columns == ["essay_id", "full_text", "score", "prompt", "source"]
+    assert essays.human_ratings() is None
+    some = tmp_path / "some.csv"
+    full.select("text_id_kaggle", "full_text", "prompt", "SES").write_csv(some)
+    kept = read_essays(some, role="test", **wanted)  # type: ignore[arg-type]
+    assert kept.subgroups == ("SES",)
+    assert kept.frame["SES"].to_list() == full["SES"].to_list()
+    train = tmp_path / "train.csv"
+    full.drop("gender").write_csv(train)
+    with pytest.raises(AesError, match="subgroup column 'gender' is not in the file"):
+        read_essays(train, role="train", subgroups=("gender",))
+
+
 def test_header_tells_the_format_and_the_ellipse_subgroups(tmp_path: Path) -> None:
     found = inspect_header(SAMPLE_TRAIN)
     assert (found.format, found.detected) == ("ellipse", True)
