@@ -565,9 +565,11 @@ def read_essays(
     check_ids_and_texts(frame, file)
     if role == "train":
         score = _numeric(table, cols["score"], "score", file)
-        missing = frame.filter(score.is_null()).head(1)
-        if missing.height:
-            raise AesError("score is missing", path=file, row=int(missing["_row"][0]))
+        absent = (score.is_null() | score.is_nan()).arg_true()
+        if absent.len():
+            first = int(absent[0])
+            cell = "" if score[first] is None else f" ('{table[cols['score']][first].strip()}')"
+            raise AesError(f"score is missing{cell}", path=file, row=int(frame["_row"][first]))
     else:
         score = pl.Series("score", [None] * frame.height, dtype=pl.Float64)
     frame = frame.with_columns(score.alias("score"))

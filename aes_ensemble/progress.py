@@ -88,8 +88,8 @@ def _live(enabled: bool) -> Progress | None:
 class Display:
     """What a long job shows: a learner's folds (``stage``, ``advance``, ``note``) and the steps
     inside them (``step``). ``enabled``: draw a live bar where stderr is a terminal; without it,
-    or off a terminal, plain lines. Notes are kept in ``notes`` and shown when ``enabled`` (the
-    caller prints them otherwise)."""
+    or off a terminal, plain lines. A note (why a fold is refitted) shows as it is made, when
+    what it says starts, and is kept in ``notes``."""
 
     def __init__(self, name: str, total: int | None, enabled: bool) -> None:
         self.name = name
@@ -135,7 +135,7 @@ class Display:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
-        if not self.enabled or self.quiet:
+        if self.quiet:
             return
         if self.progress is None:
             self.line(text)

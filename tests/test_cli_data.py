@@ -66,6 +66,11 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], list[str], tuple[str, ...]]] 
         [],
         ("noscore.csv", "row 2", "score is missing"),
     ),
+    "literal NaN score": (
+        lambda d: write_csv(d / "nan_cell.csv", AES2, [*GOOD, ["e3", "Third.", "NaN"]]),
+        [],
+        ("nan_cell.csv", "row 3", "score is missing ('NaN')"),
+    ),
     "score off the scale": (
         lambda d: write_csv(d / "seven.csv", AES2, [*GOOD, ["e3", "Third.", "7"]]),
         [],

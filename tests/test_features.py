@@ -214,8 +214,14 @@ def test_cache_rejects_changed_width_and_corrupt_shard(tmp_path: Path) -> None:
         cache.get_or_compute("toy", "v1", ["b"], lambda texts: np.zeros((len(texts), 5)))
     shard = next(tmp_path.rglob("shard-*.npy"))
     shard.write_bytes(b"not an array")
-    with pytest.raises(AesError, match="unreadable feature cache shard"):
+    with pytest.raises(AesError, match="damaged feature cache shard") as caught:
         FeatureCache(tmp_path).get_or_compute("toy", "v1", ["a"], Counter())
+    assert caught.value.path == shard  # the damaged file itself, and what to do about it
+    assert f"delete it and {shard.with_suffix('.json').name} beside it" in str(caught.value)
+    shard.unlink()
+    shard.with_suffix(".json").unlink()
+    rows = FeatureCache(tmp_path).get_or_compute("toy", "v1", ["a"], Counter())
+    assert rows.shape == (1, 3)  # the advice works: computed again
 
 
 WRITER = textwrap.dedent(

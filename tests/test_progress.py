@@ -92,7 +92,7 @@ def test_plain_display_reports_stages_folds_notes_and_nested_steps(
     assert display.notes == ["fold 1 was left unfinished; refitting from scratch"]
 
 
-def test_a_quick_step_stays_silent_and_notes_wait_for_the_caller_without_progress(
+def test_a_quick_step_stays_silent_and_a_note_shows_when_made_without_progress(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AES_PROGRESS_SECONDS", "60")
@@ -100,8 +100,12 @@ def test_a_quick_step_stays_silent_and_notes_wait_for_the_caller_without_progres
     with display.running():
         with step("handcrafted features", 3) as shown:
             shown.advance(3)
+        assert capsys.readouterr().err == ""
         display.note("fold 0 was fitted with another config; refitting")
-    assert capsys.readouterr().err == ""
+        # Before the refit it announces starts, not after every fold has finished.
+        assert (
+            capsys.readouterr().err == "ridge: fold 0 was fitted with another config; refitting\n"
+        )
     assert display.notes == ["fold 0 was fitted with another config; refitting"]
 
 

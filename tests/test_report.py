@@ -10,12 +10,14 @@ import io
 import json
 import re
 import shutil
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from conftest import CliResult
 from rich.console import Console
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
@@ -25,7 +27,7 @@ from aes_ensemble.cli.stack_commands import print_leaderboard
 from aes_ensemble.data import Essays, load_workspace_dataset, read_essays
 from aes_ensemble.demo import DemoResult, run_demo
 from aes_ensemble.errors import AesError
-from aes_ensemble.folds import assign_folds
+from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.report import write_report
 from aes_ensemble.report.html import ReportContext, render
@@ -313,6 +315,27 @@ def test_cli_report_writes_the_page_and_fails_cleanly_without_predictions(
     assert main(["report", "--workdir", str(empty)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "fit-base" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_after_new_folds_names_the_files_still_on_the_old_ones(
+    workspace: Workspace, tmp_path: Path, run_cli: Callable[..., CliResult]
+) -> None:
+    """`folds --force`, then one learner refitted: the report blames the stale files."""
+    root = tmp_path / "ws"
+    shutil.copytree(workspace.root, root)
+    ws = Workspace.at(root)
+    train, test = load_workspace_dataset(ws)
+    assert test is not None
+    new = assign_folds(train, 5, seed=7, method="grouped")
+    save_folds(ws, new)
+    folds = new.fold_array(train)
+    oof, test_pred = _fit_oof(train, test, folds, "tfidf")
+    _store(ws, train, test, folds, new.hash, "ridge_tfidf", "ridge:tfidf", oof, test_pred)
+    result = run_cli("report", "-w", root)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {ws.oof_path('ridge_length')}: was made with other")
+    assert "ridge_tfidf" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_report_writes_the_validity_document_beside_the_page(

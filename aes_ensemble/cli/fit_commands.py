@@ -85,10 +85,7 @@ def _backend(backend: str, jobs: int, address: str | None) -> Backend:
     raise AesError(f"--backend '{backend}' must be local or ray", key="backend")
 
 
-def _print_summary(summary: RunSummary, progress: bool) -> None:
-    if not progress:  # the progress display showed them as they happened
-        for note in summary.notes:
-            err_console.print(f"{summary.name}: {note}", markup=False, highlight=False)
+def _print_summary(summary: RunSummary) -> None:
     console.print(summary_table(summary))
     if summary.oof_path is not None and summary.oof_written:
         console.print(f"wrote {summary.oof_path}")
@@ -150,7 +147,7 @@ def fit_base(
             overrides=learner_overrides(learners[0], overrides or []),
             progress=progress,
         )
-        _print_summary(summary, progress)
+        _print_summary(summary)
         return
     result = fit_many(
         workspace(workdir),
@@ -160,11 +157,8 @@ def fit_base(
         overrides=overrides or [],
         progress=progress,
     )
-    if not progress:
-        for note in result.notes:
-            err_console.print(note, markup=False, highlight=False)
     for summary in result.summaries:
-        _print_summary(summary, progress=True)
+        _print_summary(summary)
     if result.errors:
         for error in result.errors:
             err_console.print(f"error: {error}", markup=False, highlight=False)

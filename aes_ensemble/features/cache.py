@@ -48,6 +48,16 @@ def _missing(
     return missing
 
 
+def _damaged_shard(path: Path, partner: Path, why: str) -> AesError:
+    """A shard that cannot be read, named with its fix: the cache only saves time, so deleting
+    the pair costs one recomputation of those essays' features."""
+    return AesError(
+        f"damaged feature cache shard ({why}); delete it and {partner.name} beside it, and "
+        "the next run computes those features again",
+        path=path,
+    )
+
+
 class FeatureCache:
     """Cache of float32 feature rows keyed by (kind, config_key, sha256 of the text).
 
@@ -124,14 +134,15 @@ class FeatureCache:
             array_path = index_path.with_suffix(".npy")
             try:
                 hashes = json.loads(index_path.read_text(encoding="utf-8"))["hashes"]
-                array = np.load(array_path, allow_pickle=False)
             except (OSError, ValueError, KeyError) as exc:
-                raise AesError(f"unreadable feature cache shard ({exc})", path=index_path) from None
+                raise _damaged_shard(index_path, array_path, str(exc)) from None
+            try:
+                array = np.load(array_path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise _damaged_shard(array_path, index_path, str(exc)) from None
             if array.ndim != 2 or array.shape[0] != len(hashes):
-                raise AesError(
-                    f"feature cache shard has {len(hashes)} hashes but array shape {array.shape}",
-                    path=array_path,
-                )
+                why = f"{len(hashes)} hashes but array shape {array.shape}"
+                raise _damaged_shard(array_path, index_path, why)
             self._shards[index_path] = (hashes, array)
         return self._shards[index_path]
 

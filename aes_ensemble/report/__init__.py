@@ -19,6 +19,7 @@ import numpy as np
 
 from aes_ensemble.data import Essays, load_workspace_dataset, scale_text
 from aes_ensemble.errors import AesError, did_you_mean
+from aes_ensemble.folds import load_folds
 from aes_ensemble.io import atomic_path, write_json_atomic, write_text_atomic
 from aes_ensemble.report import plots
 from aes_ensemble.report.flags import RULES
@@ -79,7 +80,10 @@ def _inputs(ws: Workspace) -> _Inputs:
         raise AesError(
             "no prediction files to report on; run `aes-ensemble fit-base` first", path=ws.oof_dir
         )
-    sets = store.read_many(names, expected_ids=essays.ids)
+    # On the workspace's folds where it has them: after `folds --force`, the files still on the
+    # old folds are named, not the one just refitted.
+    current = load_folds(ws).hash if ws.folds_path.exists() else None
+    sets = store.read_many(names, current, expected_ids=essays.ids)
     check_stacks_current(ws, sets)
     settings = scoring(sets)
     scored = [score(ps, essays, settings) for ps in sets]
