@@ -41,8 +41,9 @@ bq = _bench_quality()
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """The sample's essays of four prompts; every prompt has its own scale entry (per-prompt
-    scales, as ASAP), so a per-prompt learner could not score a held-out prompt."""
+    """The sample's essays of four prompts in one fold each; every prompt has its own scale
+    entry (per-prompt scales, as ASAP), so a per-prompt learner could not score a held-out
+    prompt. The folds are saved here, so each test runs alone or in any order."""
     root = tmp_path_factory.mktemp("quality")
     frame = pl.read_csv(sample_path(TRAIN)).filter(pl.col("prompt").is_in(PROMPTS))
     frame.write_csv(root / "essays.csv")
@@ -55,6 +56,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     }
     workspace.data_config_path.write_text(yaml.safe_dump(data), encoding="utf-8")
     (workspace.configs_dir / "ridge_hc.yaml").write_text(RIDGE, encoding="utf-8")
+    bq.lopo_folds(workspace)
     return workspace
 
 
