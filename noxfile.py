@@ -18,10 +18,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 RSMTOOL = "rsmtool==12.0.0"
 
 
+# One worker per core, a whole test file to each (its module fixtures are built once); the
+# slowest 15 tests printed at the end, so growth shows.
+TEST_OPTIONS = ["-n", "auto", "--dist", "loadfile", "--durations=15"]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite; tests that need ../shared/data skip with a reason where it is absent."""
-    session.run("pytest", *(session.posargs or ["-q"]))
+    """The test suite; tests that need ../shared/data skip with a reason where it is absent.
+
+    The order is random (pytest-randomly), so a test that passes only after another one fails;
+    the seed is printed at the top and ``-- --randomly-seed=N`` replays it (``-p no:randomly``:
+    file order). Arguments after ``--`` are added to TEST_OPTIONS (``-n 0``: one process)."""
+    session.run("pytest", *TEST_OPTIONS, *session.posargs)
 
 
 @nox.session

@@ -18,6 +18,17 @@ DATA_DIR = Path(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker gets its share of the cores, as ``fit-base --jobs`` gives
+    its workers (``tasks.thread_budget``): N workers each running every core's worth of BLAS,
+    OpenMP and torch threads would spend their time switching between them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is not None:
+        from aes_ensemble.tasks import apply_thread_budget, thread_budget
+
+        apply_thread_budget(thread_budget(int(workers), os.cpu_count() or 1))
+
+
 def _corpus(name: str) -> Path:
     path = DATA_DIR / name
     if not path.is_dir():
