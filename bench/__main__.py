@@ -6,6 +6,7 @@
         [--scale [--scale-learners ridge_tfidf,lgbm,xgb] [--jobs 2]]
     python -m bench --quality --asap ... --ellipse ... --cache DIR \
         [--quality-learners ridge_tfidf,lgbm,xgb] [--lopo-learners ridge_tfidf,lgbm]
+    python -m bench --startup [--suite]
 
 Each dataset gets its own workspace under ``bench/runs/<dataset>/`` (git-ignored), so a rerun
 reuses finished folds. ``--cache`` points the workspaces at a feature cache (MiniLM embeddings are
@@ -15,7 +16,9 @@ other sections' saved results. ``--scale`` adds the scaling section (bench/bench
 learners' folds sequentially, with ``--jobs``, and on a local Ray cluster, on ASAP where
 ``--asap`` is given). ``--quality`` runs only the CPU-quality section (bench/bench_quality.py:
 each learner alone and its gain in the stack, the stack against its goals, leave-one-prompt-out
-on ASAP) and replaces only that section of the saved JSON and page. Results go to
+on ASAP) and replaces only that section of the saved JSON and page; ``--startup`` likewise
+times the command line's start-up (bench/bench_startup.py; ``--suite``: also the README's test
+command). Results go to
 ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 """
 
@@ -282,6 +285,10 @@ def markdown(results: dict[str, Any]) -> str:
         from bench import bench_quality
 
         lines += bench_quality.markdown(results["quality"])
+    if "startup" in results:
+        from bench import bench_startup
+
+        lines += bench_startup.markdown(results["startup"])
     speed_results = results.get("speed")
     if speed_results:
         m = speed_results["metrics"]
@@ -367,7 +374,7 @@ def _save_quality(out: Path, part: str, value: dict[str, Any]) -> None:
     """``value`` as part ``part`` of the saved quality section (JSON and page), atomically."""
     from bench import bench_quality as bq
 
-    json_path, page_path = out / "benchmarks.json", out / "benchmarks.md"
+    json_path = out / "benchmarks.json"
     saved = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
     section = saved.get("quality") or {}
     section = {"datasets": dict(section.get("datasets", {})), "lopo": section.get("lopo")}
@@ -376,11 +383,37 @@ def _save_quality(out: Path, part: str, value: dict[str, Any]) -> None:
     else:
         section["datasets"][part] = value
     section = {k: v for k, v in section.items() if v}
+    _save_section(out, "quality", section, bq.HEADING, bq.markdown(section))
+    print(f"wrote {out / 'benchmarks.md'} ({part})", flush=True)
+
+
+def _save_section(
+    out: Path, key: str, value: dict[str, Any], heading: str, lines: list[str]
+) -> None:
+    """``value`` as section ``key`` of the saved JSON and ``lines`` as the page's section
+    ``heading``, atomically; the other sections, and notes written by hand in them, are kept."""
+    from bench import bench_quality as bq
+
+    json_path, page_path = out / "benchmarks.json", out / "benchmarks.md"
+    saved = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
     page = page_path.read_text(encoding="utf-8") if page_path.is_file() else "# Benchmarks\n"
-    page = bq.replace_section(page, bq.HEADING, bq.markdown(section), before="## Speed")
-    write_json_atomic(json_path, {**saved, "quality": section})
+    page = bq.replace_section(page, heading, lines, before="## Speed")
+    write_json_atomic(json_path, {**saved, key: value})
     write_text_atomic(page_path, page)
-    print(f"wrote {page_path} ({part})", flush=True)
+
+
+def startup_section(args: argparse.Namespace, results: dict[str, Any]) -> int:
+    """Time the command line's start-up (and with ``--suite`` the README's test command) and
+    replace only that section of the saved JSON and page."""
+    from bench import bench_startup
+
+    run = {"machine": results["machine"], "command": results["command"]}
+    section = {**bench_startup.run(suite=args.suite), **run}
+    _save_section(
+        args.out, "startup", section, bench_startup.HEADING, bench_startup.markdown(section)
+    )
+    print("\n".join(bench_startup.markdown(section)), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
         "--lopo-learners", default="ridge_tfidf,lgbm", help="ASAP leave-one-prompt-out; '' skips"
     )
     parser.add_argument(
+        "--startup", action="store_true", help="Only the command line's start-up section."
+    )
+    parser.add_argument(
+        "--suite", action="store_true", help="With --startup: also time the README's tests."
+    )
+    parser.add_argument(
         "--render", action="store_true", help="Only rewrite benchmarks.md from benchmarks.json."
     )
     args = parser.parse_args(argv)
@@ -428,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.quality:
         return quality_section(args, results)
+    if args.startup:
+        return startup_section(args, results)
     started = time.perf_counter()
     texts: list[str] = []
     if args.ellipse:
