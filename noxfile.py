@@ -35,10 +35,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (rules and formatting) and mypy on the package."""
+    """ruff (rules and formatting), mypy on the package, and import-linter's contracts on its
+    layers (pyproject.toml, ``[tool.importlinter]``)."""
     session.run("ruff", "check", *PACKAGES)
     session.run("ruff", "format", "--check", *PACKAGES)
     session.run("mypy", "aes_ensemble")
+    session.run("lint-imports")
 
 
 @nox.session
