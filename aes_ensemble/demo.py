@@ -14,13 +14,14 @@ import yaml
 
 from aes_ensemble.config import DataConfig, load_config
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError
+from aes_ensemble.fold_fit import RunSummary
 from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.io import write_text_atomic
-from aes_ensemble.runner import RunSummary, fit_learner
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.stacking.run import StackRun
-from aes_ensemble.stacking.workspace import stack_config, stack_workspace, write_submission
+from aes_ensemble.stacking.stack_workspace import stack_config, stack_workspace, write_submission
 from aes_ensemble.workspace import Workspace
 
 CPU_LEARNERS = ("ridge_tfidf", "lgbm")

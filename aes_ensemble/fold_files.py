@@ -20,7 +20,7 @@ live process fitting another fold at the same time are left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,10 +35,14 @@ from aes_ensemble.io import (
     temp_sibling,
     write_json_atomic,
 )
+from aes_ensemble.scales import ScoreScales
 from aes_ensemble.store import read_prediction_meta
 from aes_ensemble.workspace import Workspace
 
 DONE = "done.json"
+# Written beside a fold's model: the score scales it maps its 0..1 outputs onto, so a fold folder
+# (or a bundle's copy of it) scores new essays without the training data.
+SCALES_FILE = "scales.json"
 
 
 def parts_dir(ws: Workspace, name: str) -> Path:
@@ -112,6 +116,35 @@ def read_record(directory: Path) -> FoldRecord | None:
             )
     known = {f.name: data[f.name] for f in fields(FoldRecord) if f.name != "feature_versions"}
     return FoldRecord(**known, feature_versions=dict(versions))
+
+
+def changed_definitions(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:
+    """The feature blocks whose definition changed since ``recorded``, in words
+    (``"handcrafted hc-1 -> hc-2"``); empty when none did."""
+    return ", ".join(
+        f"{block} {recorded.get(block, 'none')} -> {version}"
+        for block, version in current.items()
+        if recorded.get(block) != version
+    )
+
+
+def write_scales(directory: Path, scales: ScoreScales) -> None:
+    """Record ``scales`` in a fold folder (``SCALES_FILE``)."""
+    write_json_atomic(directory / SCALES_FILE, scales.to_dict())
+
+
+def read_scales(directory: Path) -> ScoreScales | None:
+    """The scales a fold folder records; None when it has none (fitted by an older version)."""
+    path = directory / SCALES_FILE
+    data = read_json_file(path, fix=": refit the fold")
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise AesError("is not a JSON object of default and per_prompt: refit the fold", path=path)
+    try:
+        return ScoreScales.from_dict(data)
+    except AesError as exc:
+        raise AesError(exc.message, path=path) from None
 
 
 def part_run_id(path: Path) -> str | None:

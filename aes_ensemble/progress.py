@@ -119,11 +119,13 @@ class Display:
         finally:
             _ACTIVE.reset(token)
 
-    def stage(self, fold: int, text: str) -> None:
+    def stage(self, fold: int, text: str, learner: str | None = None) -> None:
+        """What fold ``fold`` is doing; ``learner`` names it where the display is shared."""
+        where = f"fold {fold}" if learner is None else f"{learner} fold {fold}"
         if self.progress is None:
-            self.line(f"fold {fold}: {text}")
+            self.line(f"{where}: {text}")
         elif self.task is not None:
-            self.progress.update(self.task, description=f"fold {fold}: {text}")
+            self.progress.update(self.task, description=f"{where}: {text}")
 
     def advance(self) -> None:
         self.done += 1

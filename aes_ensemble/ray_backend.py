@@ -18,11 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from aes_ensemble.engine import FitTask, TaskResult, run_task
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import write_text_atomic
-from aes_ensemble.learners.base import task_resources
-from aes_ensemble.runner import load_learner_config
-from aes_ensemble.tasks import FitTask, TaskResult, run_task
+from aes_ensemble.learners.registry import load_learner_config
+from aes_ensemble.learners.resources import task_resources
+from aes_ensemble.progress import Display
 from aes_ensemble.workspace import Workspace
 
 RAY_MISSING = "--backend ray needs Ray, which is not installed: pip install 'aes-ensemble[ray]'"
@@ -85,7 +86,8 @@ def ray_options(task: FitTask) -> dict[str, Any]:
     """Ray resource options of a task: its learner config's ``resources`` (a transformer fold
     asks for one GPU unless its config says otherwise)."""
     path = Workspace.at(task.workdir).config_path(task.learner)
-    res = task_resources(load_learner_config(path, task.overrides))
+    config = load_learner_config(path, task.overrides)
+    res = task_resources(config.resources, config.kind)
     options: dict[str, Any] = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus}
     if res.memory is not None:
         options["memory"] = res.memory
@@ -157,9 +159,13 @@ class RayBackend:
         return result
 
     def run(
-        self, tasks: Sequence[FitTask], on_result: Callable[[TaskResult], None]
+        self,
+        tasks: Sequence[FitTask],
+        on_result: Callable[[TaskResult], None],
+        display: Display | None = None,
     ) -> list[TaskResult]:
-        """Submit every task, report each result as it arrives; results in the tasks' order."""
+        """Submit every task, report each result as it arrives; results in the tasks' order.
+        Tasks run on the cluster's workers, so ``display`` shows only their results."""
         if not tasks:
             return []
         ray = self.ray

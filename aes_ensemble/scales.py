@@ -8,7 +8,7 @@ scale and map predictions back; thresholds and QWK work on level indices.
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,11 @@ class ScoreScales:
     def is_per_prompt(self) -> bool:
         return bool(self.per_prompt)
 
+    def fits_per_prompt(self, setting: bool | str) -> bool:
+        """Whether a learner's ``per_prompt: setting`` fits one model per prompt on these scales
+        (``auto``: exactly when prompts have scales of their own, as in ASAP)."""
+        return self.is_per_prompt if setting == "auto" else bool(setting)
+
     def for_rows(self, prompts: list[str | None] | np.ndarray) -> list[ScoreScale]:
         return [self.for_prompt(p) for p in prompts]
 
@@ -164,6 +169,38 @@ class ScoreScales:
                 f"malformed score scales {reprlib.repr(data)} (expected default and per_prompt "
                 "mappings of low, high, step)"
             ) from None
+
+
+def scale_settings(values: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """``--scale`` values (``1-6``, ``PROMPT=0-3``) as data.yaml's ``scale`` and
+    ``per_prompt_scales``, each checked; an error names ``--scale``."""
+    default: str | None = None
+    per_prompt: dict[str, str] = {}
+    for value in values:
+        prompt, sep, text = value.rpartition("=")
+        try:
+            ScoreScale.parse(text.strip())
+        except AesError as exc:
+            raise AesError(exc.message, path="--scale") from None
+        if not sep:
+            default = text.strip()
+        elif not prompt.strip():
+            raise AesError(f"'{value}' names no prompt; use PROMPT=SCALE", path="--scale")
+        else:
+            per_prompt[prompt.strip()] = text.strip()
+    return default, per_prompt
+
+
+def scales_of_settings(values: Sequence[str]) -> ScoreScales | None:
+    """The scales ``--scale`` values declare; None when there are none (the format's, or
+    inferred from the scores)."""
+    default, per_prompt = scale_settings(values)
+    if default is None and not per_prompt:
+        return None
+    return ScoreScales(
+        default=None if default is None else ScoreScale.parse(default),
+        per_prompt={p: ScoreScale.parse(t) for p, t in per_prompt.items()},
+    )
 
 
 def _scale_from_dict(data: Mapping[str, Any]) -> ScoreScale:

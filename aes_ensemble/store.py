@@ -89,6 +89,15 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """Scores on the essays' scale, and class probabilities where the learner has them."""
+
+    pred: np.ndarray
+    proba: np.ndarray | None = None
+    proba_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PredictionMeta:
     """Where a prediction file came from: enough to trace, compare and refuse mixing it."""
 

@@ -37,12 +37,12 @@ from typing import Any
 import yaml
 
 from aes_ensemble.data import load_workspace_dataset, read_essays
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.folds import assign_folds, read_folds_file, save_folds
 from aes_ensemble.io import write_json_atomic, write_text_atomic
 from aes_ensemble.metrics import qwk_by_prompt
-from aes_ensemble.runner import fit_learner
 from aes_ensemble.stacking.run import StackRun
-from aes_ensemble.stacking.workspace import stack_config, stack_workspace
+from aes_ensemble.stacking.stack_workspace import stack_config, stack_workspace
 from aes_ensemble.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent

@@ -39,18 +39,19 @@ import yaml
 
 from aes_ensemble.config import apply_overrides, read_yaml
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.features.linguistic import LinguisticConfig
 from aes_ensemble.folds import assign_folds, load_folds, save_folds
 from aes_ensemble.io import write_text_atomic
+from aes_ensemble.learners.registry import load_learner_config
 from aes_ensemble.metrics import headline_qwk, qwk_by_prompt
-from aes_ensemble.runner import fit_learner, load_learner_config
 from aes_ensemble.stacking import StackConfig, build_stack_data, run_stack
 from aes_ensemble.stacking.inputs import StackData, essay_features, training_prompts
 from aes_ensemble.stacking.nested import nested_stack
+from aes_ensemble.stacking.qwk_numbers import base_numbers
 from aes_ensemble.stacking.run import StackRun, build_meta
-from aes_ensemble.stacking.scores import base_numbers
-from aes_ensemble.stacking.workspace import stack_config
+from aes_ensemble.stacking.stack_workspace import stack_config
 from aes_ensemble.store import PredictionStore
 from aes_ensemble.workspace import Workspace, shipped_configs
 

@@ -27,11 +27,11 @@ from typing import Any
 import yaml
 
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import Backend, LocalBackend, fit_learners
 from aes_ensemble.folds import Folds, assign_folds, read_folds_file, save_folds
 from aes_ensemble.io import write_text_atomic
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.store import read_predictions
-from aes_ensemble.tasks import Backend, LocalBackend, fit_many
 from aes_ensemble.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent / "runs" / "scale"
@@ -65,7 +65,7 @@ def _timed(mode: str, asap: Path | None, learners: list[str], backend: Backend) 
     ws = fresh_workspace(mode, asap)
     print(f"  scale {mode}: fitting {','.join(learners)}", flush=True)
     start = time.perf_counter()
-    result = fit_many(ws, learners, backend, progress=False)
+    result = fit_learners(ws, learners, backend, progress=False)
     seconds = round(time.perf_counter() - start, 1)
     if result.errors:
         raise RuntimeError(f"scale {mode}: {result.errors[0]}")

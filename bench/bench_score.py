@@ -33,12 +33,12 @@ import polars as pl
 
 from aes_ensemble.data import Essays, load_workspace_dataset, read_essays
 from aes_ensemble.demo import DEMO_META, prepare_workspace
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.folds import assign_folds, save_folds
-from aes_ensemble.runner import fit_learner
 from aes_ensemble.sample import TEST, TRAIN, sample_path
-from aes_ensemble.scoring.bundle import MODELS_DIR, export_bundle
-from aes_ensemble.scoring.ensemble import Ensemble, as_essays
-from aes_ensemble.stacking.workspace import stack_config, stack_workspace
+from aes_ensemble.scoring.bundle import MODELS_DIR
+from aes_ensemble.scoring.ensemble import Ensemble, as_essays, export_bundle
+from aes_ensemble.stacking.stack_workspace import stack_config, stack_workspace
 from aes_ensemble.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent

@@ -37,10 +37,11 @@ import pandas as pd
 import yaml
 
 from aes_ensemble.data import Essays, load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.folds import assign_folds, read_folds_file, save_folds
 from aes_ensemble.io import write_json_atomic, write_text_atomic
 from aes_ensemble.report.fairness import ANALYSES, fairness_analyses, group_rows
-from aes_ensemble.report.leaderboard import Scored, score
+from aes_ensemble.report.leaderboard import Scored, measure
 from aes_ensemble.report.rsm_metrics import (
     Agreement,
     agreement,
@@ -54,7 +55,6 @@ from aes_ensemble.report.true_score import (
     true_score,
 )
 from aes_ensemble.report.validity_doc import MISSING, validity_document
-from aes_ensemble.runner import fit_learner
 from aes_ensemble.scales import ScoreScale
 from aes_ensemble.store import PredictionStore
 from aes_ensemble.workspace import Workspace
@@ -415,7 +415,7 @@ def predictions(ws: Workspace, make_folds: Callable[[Essays], Any]) -> tuple[Ess
     fit_learner(ws, LEARNER, progress=False)
     store = PredictionStore(ws.oof_dir)
     (ps,) = store.read_many([LEARNER], expected_ids=essays.ids)
-    return essays, score(ps, essays)
+    return essays, measure(ps, essays)
 
 
 def asap_runs(essays: Essays, scored: Scored) -> list[Run]:

@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
     OpenMP and torch threads would spend their time switching between them."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers is not None:
-        from aes_ensemble.tasks import apply_thread_budget, thread_budget
+        from aes_ensemble.engine import apply_thread_budget, thread_budget
 
         apply_thread_budget(thread_budget(int(workers), os.cpu_count() or 1))
 

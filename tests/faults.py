@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 LAUNCHER = Path(__file__).resolve()
 # Modules that import the functions a test may kill at (``from x import name``).
-USERS = ("aes_ensemble.cli.fit_commands", "aes_ensemble.runner", "aes_ensemble.fold_files")
+USERS = ("aes_ensemble.cli.fit_commands", "aes_ensemble.fold_fit", "aes_ensemble.fold_files")
 
 
 def run_killed(

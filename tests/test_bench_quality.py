@@ -16,8 +16,8 @@ import yaml
 from aes_ensemble.data import load_workspace_dataset
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import load_folds
+from aes_ensemble.learners.registry import load_learner_config
 from aes_ensemble.metrics import headline_qwk
-from aes_ensemble.runner import load_learner_config
 from aes_ensemble.sample import TRAIN, sample_path
 from aes_ensemble.store import PredictionStore
 from aes_ensemble.workspace import Workspace

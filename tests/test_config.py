@@ -71,7 +71,7 @@ def test_bad_value_in_the_file_still_names_the_file(tmp_path: Path) -> None:
 
 
 def test_learner_override_names_the_command_line_not_the_shipped_config() -> None:
-    from aes_ensemble.runner import load_learner_config
+    from aes_ensemble.learners.registry import load_learner_config
     from aes_ensemble.workspace import shipped_configs
 
     lgbm, deberta = shipped_configs()["lgbm"], shipped_configs()["deberta"]
@@ -88,7 +88,7 @@ def test_learner_override_names_the_command_line_not_the_shipped_config() -> Non
 
 
 def test_stack_flags_are_blamed_on_the_flag() -> None:
-    from aes_ensemble.stacking.workspace import stack_config
+    from aes_ensemble.stacking.stack_workspace import stack_config
     from aes_ensemble.workspace import Workspace
 
     ws = Workspace.at(Path(__file__).resolve().parents[1])

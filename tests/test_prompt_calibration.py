@@ -16,10 +16,10 @@ from sklearn.base import clone
 from sklearn.linear_model import Ridge
 
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.metrics import qwk
-from aes_ensemble.runner import fit_learner
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.scoring import Ensemble

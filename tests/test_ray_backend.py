@@ -33,21 +33,21 @@ os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
 pytest.importorskip("ray", reason="needs Ray: pip install 'aes-ensemble[ray]'")
 
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import (
+    FitTask,
+    LocalBackend,
+    TaskResult,
+    fit_learners,
+    plan_tasks,
+    prepare_learner,
+    run_task,
+)
 from aes_ensemble.errors import AesError
 from aes_ensemble.fold_files import read_record
 from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.ray_backend import RayBackend, ray_options
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.store import read_predictions
-from aes_ensemble.tasks import (
-    FitTask,
-    LocalBackend,
-    TaskResult,
-    fit_many,
-    plan_tasks,
-    prepare_learner,
-    run_task,
-)
 from aes_ensemble.workspace import Workspace
 
 TFIDF = "  tfidf: {word_ngram_range: [1, 1], char_ngram_range: [3, 3], max_features: 2000}\n"
@@ -159,7 +159,7 @@ def build_workspace(root: Path, configs: dict[str, str], n: int = 120) -> Worksp
 def sequential(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """Both learners fitted one fold after another in this process: the reference."""
     ws = build_workspace(tmp_path_factory.mktemp("seq"), {"ridge_tfidf": RIDGE, "lgbm": LGBM})
-    result = fit_many(ws, NAMES, LocalBackend(1), progress=False)
+    result = fit_learners(ws, NAMES, LocalBackend(1), progress=False)
     assert result.errors == ()
     return ws
 
@@ -207,7 +207,7 @@ def test_a_killed_worker_is_retried_with_the_same_result(
     markers = tmp_path / "markers"
     markers.mkdir()
     backend = RayBackend(cluster.address, function=functools.partial(die_once, markers))
-    result = fit_many(ws, ["ridge_tfidf"], backend, progress=False)
+    result = fit_learners(ws, ["ridge_tfidf"], backend, progress=False)
     assert (markers / "ridge_tfidf-1.died").exists()  # the worker did die once
     assert result.errors == ()
     assert oof_frame(ws, "ridge_tfidf").equals(oof_frame(sequential, "ridge_tfidf"))
@@ -219,7 +219,7 @@ def test_a_failing_task_does_not_lose_the_others(
 ) -> None:
     bad = LGBM.replace("num_leaves: 7", "num_leaves: 0")
     ws = build_workspace(tmp_path / "ws", {"ridge_tfidf": RIDGE, "lgbm": bad})
-    result = fit_many(ws, NAMES, RayBackend(cluster.address), progress=False)
+    result = fit_learners(ws, NAMES, RayBackend(cluster.address), progress=False)
     assert sorted(result.errors) == [
         f"lgbm fold {k}: LightGBM refused params.num_leaves=0: Check failed: (num_leaves) > (1)"
         for k in range(3)
@@ -245,7 +245,7 @@ def test_ctrl_c_cancels_the_rest_keeps_finished_folds_and_resumes(
     assert time.monotonic() - start < 50  # the minute-long folds were not waited for
     done = [k for k in range(3) if read_record(ws.model_dir("ridge_tfidf", k)) is not None]
     assert done == [0]
-    result = fit_many(ws, ["ridge_tfidf"], RayBackend(cluster.address), progress=False)
+    result = fit_learners(ws, ["ridge_tfidf"], RayBackend(cluster.address), progress=False)
     assert [f.status for f in result.summaries[0].folds] == ["skipped", "fitted", "fitted"]
     assert oof_frame(ws, "ridge_tfidf").equals(oof_frame(sequential, "ridge_tfidf"))
 
@@ -256,7 +256,7 @@ def test_a_workspace_the_workers_cannot_see_is_refused(cluster: Cluster) -> None
         pytest.skip("needs unprivileged mount namespaces (unshare -rm) to hide a folder")
     ws = build_workspace(cluster.hidden / "ws", {"ridge_tfidf": RIDGE})
     with pytest.raises(AesError) as caught:
-        fit_many(ws, ["ridge_tfidf"], RayBackend(cluster.address), progress=False)
+        fit_learners(ws, ["ridge_tfidf"], RayBackend(cluster.address), progress=False)
     message = str(caught.value)
     assert "cannot see the workspace" in message
     assert "storage every node sees" in message

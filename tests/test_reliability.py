@@ -24,14 +24,16 @@ from conftest import CliResult
 from faults import fail_writes, make_read_only, reachable_folder, run_killed, run_read_only
 
 from aes_ensemble.data import data_fingerprint, load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError
 from aes_ensemble.features import handcrafted, pipeline
+from aes_ensemble.fold_files import part_path
+from aes_ensemble.fold_fit import RunSummary
 from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.io import ensure_writable, owner_tag, write_text_atomic
-from aes_ensemble.learners.failures import library_error
 from aes_ensemble.learners.linear import RidgeConfig
-from aes_ensemble.learners.native_stderr import lightgbm_stderr
-from aes_ensemble.runner import RunSummary, fit_learner, part_path
+from aes_ensemble.library_errors import library_error
+from aes_ensemble.native_stderr import lightgbm_stderr
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.store import read_prediction_meta, read_predictions
 from aes_ensemble.workspace import Workspace

@@ -36,13 +36,13 @@ from aes_ensemble.report.leaderboard import (
     Scored,
     Timing,
     leaderboard,
+    measure,
+    newest_stack_settings,
     read_stack_summaries,
-    score,
-    scoring,
 )
 from aes_ensemble.report.validity_doc import validity_document
 from aes_ensemble.sample import TEST, TRAIN, sample_path
-from aes_ensemble.stacking.scores import Scoring
+from aes_ensemble.stacking.qwk_numbers import LeaderboardSettings
 from aes_ensemble.store import PredictionMeta, PredictionSet, PredictionStore, prediction_frame
 from aes_ensemble.thresholds import fit_thresholds
 from aes_ensemble.workspace import Workspace
@@ -287,7 +287,7 @@ def test_user_text_is_escaped() -> None:
         ).drop("index"),
     )
     levels = essays.scores
-    scored = Scored("m", hostile, False, levels, levels, levels, Timing(), Scoring())
+    scored = Scored("m", hostile, False, levels, levels, levels, Timing(), LeaderboardSettings())
     row = LeaderboardRow("m", hostile, False, 3, 0.5, (0.4, 0.6), 0.5, (0.4, 0.6), Timing())
     ctx = ReportContext(
         title="t",
@@ -523,9 +523,9 @@ def test_stack_qwk_is_one_number_in_terminal_json_and_report(
     html_rows = _leaderboard_rows(result.report)
     essays, _ = load_workspace_dataset(ws)
     sets = PredictionStore(ws.oof_dir).read_many(list(entries), expected_ids=essays.ids)
-    settings = scoring(sets)
+    settings = newest_stack_settings(sets)
     computed = {
-        r.name: r for r in leaderboard([score(ps, essays, settings) for ps in sets], essays)
+        r.name: r for r in leaderboard([measure(ps, essays, settings) for ps in sets], essays)
     }
     for name, e in entries.items():
         # terminal: one line per learner with its numbers

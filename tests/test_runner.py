@@ -13,9 +13,11 @@ import polars as pl
 import pytest
 
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError
+from aes_ensemble.fold_files import part_path
 from aes_ensemble.folds import load_folds
-from aes_ensemble.runner import fit_learner, load_learner_config, part_path
+from aes_ensemble.learners.registry import load_learner_config
 from aes_ensemble.store import read_predictions
 from aes_ensemble.workspace import Workspace, shipped_configs
 

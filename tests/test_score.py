@@ -14,9 +14,9 @@ from conftest import CliResult
 
 from aes_ensemble.data import load_workspace_dataset
 from aes_ensemble.demo import prepare_workspace
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import assign_folds, save_folds
-from aes_ensemble.runner import fit_learner
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.scoring import Ensemble
 from aes_ensemble.stacking import stack_config, stack_workspace, write_submission

@@ -15,13 +15,13 @@ import torch
 from transformers import AutoTokenizer, DebertaV2Model
 
 from aes_ensemble.data import Essays, load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.errors import AesError
 from aes_ensemble.features import handcrafted
 from aes_ensemble.features.shared import shared_features
 from aes_ensemble.folds import assign_folds, save_folds
 from aes_ensemble.learners.linear import RidgeConfig, RidgeLearner
 from aes_ensemble.learners.transformer.learner import resolve_model_path
-from aes_ensemble.runner import fit_learner
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.scales import ScoreScale, ScoreScales
 from aes_ensemble.scoring.learners import (

@@ -26,13 +26,12 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'aes-e
 uvicorn = pytest.importorskip("uvicorn", reason="needs the serve extra")
 
 from aes_ensemble.data import load_workspace_dataset  # noqa: E402
+from aes_ensemble.engine import fit_learner  # noqa: E402
 from aes_ensemble.folds import assign_folds, save_folds  # noqa: E402
-from aes_ensemble.runner import fit_learner  # noqa: E402
 from aes_ensemble.sample import TEST, TRAIN, sample_path  # noqa: E402
-from aes_ensemble.scoring.bundle import export_bundle  # noqa: E402
-from aes_ensemble.scoring.ensemble import Ensemble  # noqa: E402
+from aes_ensemble.scoring.ensemble import Ensemble, export_bundle  # noqa: E402
 from aes_ensemble.scoring.server import Limits, address, bind, create_app  # noqa: E402
-from aes_ensemble.stacking.workspace import stack_config, stack_workspace  # noqa: E402
+from aes_ensemble.stacking.stack_workspace import stack_config, stack_workspace  # noqa: E402
 from aes_ensemble.workspace import Workspace  # noqa: E402
 
 MAX_ESSAYS = 40

@@ -23,7 +23,6 @@ from aes_ensemble.config import hash_mapping
 from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
 from aes_ensemble.folds import assign_folds, load_folds, save_folds
-from aes_ensemble.learners.base import Prediction
 from aes_ensemble.sample import TEST, TRAIN, sample_path
 from aes_ensemble.stacking import (
     StackConfig,
@@ -37,6 +36,7 @@ from aes_ensemble.stacking.meta import BUILTINS
 from aes_ensemble.stacking.saved_meta import LinearMeta
 from aes_ensemble.store import (
     PROBA_PREFIX,
+    Prediction,
     PredictionMeta,
     PredictionSet,
     PredictionStore,

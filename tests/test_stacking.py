@@ -31,7 +31,7 @@ from aes_ensemble.stacking import (
 )
 from aes_ensemble.stacking.inputs import training_prompts
 from aes_ensemble.stacking.meta import make_meta
-from aes_ensemble.stacking.scores import cross_fitted_levels
+from aes_ensemble.stacking.qwk_numbers import cross_fitted_levels
 from aes_ensemble.store import (
     PredictionMeta,
     PredictionSet,

@@ -16,8 +16,7 @@ import polars as pl
 import pytest
 from test_reliability import build_workspace, snapshot, temporaries
 
-from aes_ensemble.runner import fit_learner
-from aes_ensemble.tasks import learner_overrides, thread_budget
+from aes_ensemble.engine import fit_learner, learner_overrides, thread_budget
 
 CLI = [sys.executable, "-m", "aes_ensemble.cli.main", "fit-base"]
 NAMES = ("ridge", "lgbm", "xgb")
@@ -138,7 +137,7 @@ def test_ctrl_c_cancels_the_rest_keeps_finished_folds_and_a_rerun_resumes(tmp_pa
 def test_workers_use_their_thread_budget() -> None:
     assert [thread_budget(j, 8) for j in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
     probe = (
-        "from aes_ensemble.tasks import apply_thread_budget\n"
+        "from aes_ensemble.engine import apply_thread_budget\n"
         "from threadpoolctl import threadpool_info\n"
         "apply_thread_budget(1)\n"
         "print(max(pool['num_threads'] for pool in threadpool_info()))\n"

@@ -20,7 +20,7 @@ from transformers import AutoModel, AutoTokenizer, DebertaV2Model, PreTrainedTok
 from aes_ensemble.config import load_config, validate
 from aes_ensemble.data import Essays, read_essays
 from aes_ensemble.errors import AesError
-from aes_ensemble.learners.base import learner_class
+from aes_ensemble.learners.registry import learner_class
 from aes_ensemble.learners.transformer import TransformerConfig, TransformerLearner
 from aes_ensemble.learners.transformer.attention import (
     FLASH,

@@ -19,14 +19,14 @@ import pytest
 
 from aes_ensemble.config import read_yaml
 from aes_ensemble.data import load_workspace_dataset
+from aes_ensemble.engine import fit_learner
 from aes_ensemble.folds import assign_folds, load_folds, save_folds
-from aes_ensemble.learners.base import learner_class
+from aes_ensemble.learners.registry import learner_class, load_learner_config
+from aes_ensemble.learners.search_space import DEFAULT_SPACES
 from aes_ensemble.metrics import headline_qwk
-from aes_ensemble.runner import fit_learner, load_learner_config
 from aes_ensemble.sample import TRAIN, sample_path
-from aes_ensemble.stacking.scores import Scoring, learner_levels
+from aes_ensemble.stacking.qwk_numbers import LeaderboardSettings, learner_levels
 from aes_ensemble.store import read_predictions
-from aes_ensemble.tuning.space import DEFAULT_SPACES
 from aes_ensemble.tuning.study import checked_space, tune_learner
 from aes_ensemble.workspace import Workspace, shipped_configs
 
@@ -98,7 +98,7 @@ def test_tune_writes_the_best_config_whose_fit_scores_the_study_value(
         prompts,
         load_folds(ws).fold_array(train),
         train.scales,
-        Scoring(),
+        LeaderboardSettings(),
     )
     assert headline_qwk(y, levels["cross"], prompts, train.scales) == pytest.approx(
         study.best_value, abs=1e-12
@@ -278,7 +278,7 @@ def test_extra_train_essays_join_every_trial_fold_and_nested_fit_as_in_fit_base(
         train.prompts,
         load_folds(ws).fold_array(train),
         train.scales,
-        Scoring(),
+        LeaderboardSettings(),
     )
     headline = headline_qwk(train.scores, levels["cross"], train.prompts, train.scales)
     assert headline == pytest.approx(with_extra.value, abs=1e-12)

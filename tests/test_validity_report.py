@@ -16,14 +16,14 @@ import pytest
 
 from aes_ensemble.data import Essays, read_essays
 from aes_ensemble.metrics import bootstrap_interval, headline_qwk, mean_qwk
+from aes_ensemble.report.bootstrap import moment_intervals
 from aes_ensemble.report.leaderboard import Scored, Timing
 from aes_ensemble.report.rsm_metrics import agreement
 from aes_ensemble.report.true_score import true_score
-from aes_ensemble.report.validity import moment_intervals
 from aes_ensemble.report.validity_doc import SCHEMA_VERSION, rating_step, validity_document
 from aes_ensemble.sample import TRAIN, sample_path
 from aes_ensemble.scales import ScoreScale, ScoreScales
-from aes_ensemble.stacking.scores import Scoring
+from aes_ensemble.stacking.qwk_numbers import LeaderboardSettings
 
 SUBGROUPS = ("gender", "grade", "race_ethnicity", "SES")
 
@@ -41,7 +41,7 @@ def _scored(name: str, essays: Essays, noise: float, seed: int, stack: bool = Fa
         levels,
         levels,
         Timing(),
-        Scoring(n_boot=200, seed=3),
+        LeaderboardSettings(n_boot=200, seed=3),
     )
 
 
@@ -329,7 +329,7 @@ def test_osa_osd_r2_intervals_are_percentiles_of_refitted_models() -> None:
     import pandas as pd
     import statsmodels.formula.api as smf
 
-    from aes_ensemble.report.validity import group_r2_intervals
+    from aes_ensemble.report.bootstrap import group_r2_intervals
 
     rng = np.random.default_rng(4)
     labels = np.asarray(rng.choice(["a", "b", "c"], 120).tolist() + [None] * 5, dtype=object)

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
-from aes_ensemble.errors import AesError
 from aes_ensemble.formats import FORMATS
 from aes_ensemble.io import require_file
-from aes_ensemble.workspace import Workspace
 
 if TYPE_CHECKING:
-    from aes_ensemble.config import DataConfig
     from aes_ensemble.data import Essays
     from aes_ensemble.folds import Folds
-    from aes_ensemble.scales import ScoreScales
 
 FormatOption = Annotated[
     str | None,
@@ -76,10 +72,10 @@ def check(
     require_file(file)  # before the readers load: a wrong path is answered at once
     from aes_ensemble.data import detect_role, inspect_header, read_essays
     from aes_ensemble.folds import check_score_levels
+    from aes_ensemble.scales import scales_of_settings
 
-    default, per_prompt = _parse_scales(scale or [])
     role = detect_role(file, data_format=data_format)
-    scales = _scales(default, per_prompt)
+    scales = scales_of_settings(scale or [])
     essays = read_essays(
         file,
         role=role,
@@ -130,38 +126,6 @@ def _print_subgroups(file: Path, data_format: str, scales: list[str], role: str)
 def _warn(notes: tuple[str, ...]) -> None:
     for note in notes:
         err_console.print(f"warning: {note}", markup=False)
-
-
-def _parse_scales(values: list[str]) -> tuple[str | None, dict[str, str]]:
-    """``--scale`` values as data.yaml's ``scale`` and ``per_prompt_scales``, each checked."""
-    from aes_ensemble.scales import ScoreScale
-
-    default: str | None = None
-    per_prompt: dict[str, str] = {}
-    for value in values:
-        prompt, sep, text = value.rpartition("=")
-        try:
-            ScoreScale.parse(text.strip())
-        except AesError as exc:
-            raise AesError(exc.message, path="--scale") from None
-        if not sep:
-            default = text.strip()
-        elif not prompt.strip():
-            raise AesError(f"'{value}' names no prompt; use PROMPT=SCALE", path="--scale")
-        else:
-            per_prompt[prompt.strip()] = text.strip()
-    return default, per_prompt
-
-
-def _scales(default: str | None, per_prompt: dict[str, str]) -> ScoreScales | None:
-    from aes_ensemble.scales import ScoreScale, ScoreScales
-
-    if default is None and not per_prompt:
-        return None
-    return ScoreScales(
-        default=None if default is None else ScoreScale.parse(default),
-        per_prompt={p: ScoreScale.parse(t) for p, t in per_prompt.items()},
-    )
 
 
 def _print_prompts(essays: Essays) -> None:
@@ -285,115 +249,29 @@ def folds(
 ) -> None:
     """Assign the training essays to folds once and save folds.csv + folds.json; --train,
     --test, --format, --scale and --subgroups are recorded in configs/data.yaml."""
-    from aes_ensemble.config import DataConfig, load_config
-    from aes_ensemble.data import load_dataset
-    from aes_ensemble.folds import METHODS, Method, assign_folds, read_folds_file, save_folds
+    from aes_ensemble.split import split
 
-    if method not in METHODS:
-        raise AesError(f"unknown --method '{method}' (valid: {', '.join(METHODS)})")
-    if from_file is not None and infer_prompts is not None:
-        raise AesError("--from-file takes the folds from the file; drop --infer-prompts")
-    ws = workspace(workdir)
-    old = load_config(DataConfig, ws.data_config_path) if ws.data_config_path.exists() else None
-    if old is None and train is None:
-        raise AesError(
-            "no data config; run `aes-ensemble folds --train FILE` or write configs/data.yaml",
-            path=ws.data_config_path,
-        )
-    config, notes = _data_config(ws, old, train, test, data_format, scale, subgroups)
-    essays, _ = load_dataset(config, ws.root)
-    if from_file is not None:
-        assignment = read_folds_file(from_file, essays)
-    else:
-        assignment = assign_folds(
-            essays,
-            n_folds,
-            seed=seed,
-            method=cast(Method, method),
-            infer_prompts=infer_prompts,
-        )
-    path = save_folds(ws, assignment, force=force)
-    if config != old:  # only once the folds are saved: both must describe the same data
-        _write_data_config(ws, config)
-    _print_folds(essays, assignment)
-    for note in notes:
+    done = split(
+        workspace(workdir),
+        train=train,
+        test=test,
+        data_format=data_format,
+        scale=scale,
+        subgroups=None if subgroups is None else subgroups.split(","),
+        n_folds=n_folds,
+        seed=seed,
+        method=method,
+        infer_prompts=infer_prompts,
+        from_file=from_file,
+        force=force,
+    )
+    _print_folds(done.essays, done.folds)
+    for note in done.notes:
         console.print(f"note: {note}", markup=False)
-    _warn(assignment.notes)
-    console.print(f"method {assignment.method}, hash [bold]{assignment.hash}[/bold], saved {path}")
-
-
-def _relative(ws: Workspace, path: Path) -> Path:
-    """Inside the workspace: relative, so the workspace can move; else absolute."""
-    resolved = path.expanduser().resolve()
-    return resolved.relative_to(ws.root) if resolved.is_relative_to(ws.root) else resolved
-
-
-def _data_config(
-    ws: Workspace,
-    old: DataConfig | None,
-    train: Path | None,
-    test: Path | None,
-    data_format: str | None,
-    scale: list[str] | None,
-    subgroups: str | None,
-) -> tuple[DataConfig, list[str]]:
-    """The data config the options ask for, and notes on what was chosen for the user.
-
-    Settings of the old config (test file, format, scales, columns, subgroups) survive for the
-    same training file; a new file starts afresh, with its format written down as detected and,
-    for ELLIPSE, its subgroup columns carried: the report's fairness rows need them, and a user
-    who splits ELLIPSE without them loses those rows without a word."""
-    from aes_ensemble.config import DataConfig, validate
-    from aes_ensemble.data import inspect_header, subgroup_candidates
-
-    same = old is not None and (train is None or old.train == _relative(ws, train))
-    fields = old.model_dump() if same and old is not None else {}
-    if train is not None:
-        fields["train"] = _relative(ws, train)
-    if test is not None:
-        fields["test"] = _relative(ws, test)
-    if data_format is not None:
-        fields["format"] = data_format
-    if scale is not None:
-        fields["scale"], fields["per_prompt_scales"] = _parse_scales(scale)
-    notes = []
-    if subgroups is not None:
-        fields["subgroups"] = [s.strip() for s in subgroups.split(",") if s.strip()]
-    if not same:
-        train_path = ws.root / fields["train"]
-        found = inspect_header(train_path, data_format=fields.get("format") or "auto")
-        fields["format"] = found.format
-        if subgroups is None and found.known_subgroups:
-            fields["subgroups"] = list(found.known_subgroups)
-            notes.append(
-                f"subgroups {', '.join(found.known_subgroups)} ({found.format}'s demographic "
-                "columns) recorded for the report's fairness rows; --subgroups '' leaves them out"
-            )
-        elif subgroups is None:
-            guess = subgroup_candidates(train_path, data_format=found.format)
-            if guess:
-                notes.append(
-                    f"subgroup-like columns {', '.join(guess)} not kept; add --subgroups "
-                    f"{','.join(guess)} to report QWK per group"
-                )
-    flags = {"train": train, "test": test, "format": data_format, "subgroups": subgroups}
-    given = {key: f"--{key}" for key, value in flags.items() if value is not None}
-    if scale is not None:
-        given |= {"scale": "--scale", "per_prompt_scales": "--scale"}
-    config = validate(DataConfig, fields, path=ws.data_config_path, sources=given)
-    return config, notes
-
-
-def _write_data_config(ws: Workspace, config: DataConfig) -> None:
-    import yaml
-
-    from aes_ensemble.io import write_text_atomic
-
-    data = config.model_dump(mode="json", exclude_defaults=True)
-    try:
-        write_text_atomic(ws.data_config_path, yaml.safe_dump(data, sort_keys=False))
-    except OSError as exc:
-        raise AesError(f"cannot write ({exc.strerror})", path=ws.data_config_path) from None
+    _warn(done.folds.notes)
+    console.print(
+        f"method {done.folds.method}, hash [bold]{done.folds.hash}[/bold], saved {done.path}"
+    )
 
 
 def _share(count: int, total: int) -> str:

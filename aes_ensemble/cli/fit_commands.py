@@ -14,8 +14,8 @@ from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspa
 from aes_ensemble.errors import AesError
 
 if TYPE_CHECKING:
-    from aes_ensemble.runner import RunSummary
-    from aes_ensemble.tasks import Backend
+    from aes_ensemble.engine import Backend
+    from aes_ensemble.fold_fit import RunSummary
 
 
 def parse_folds(text: str) -> str | list[int]:
@@ -74,7 +74,7 @@ def _names(text: str) -> list[str]:
 
 
 def _backend(backend: str, jobs: int, address: str | None) -> Backend:
-    from aes_ensemble.tasks import LocalBackend
+    from aes_ensemble.engine import LocalBackend
 
     if backend == "local":
         return LocalBackend(jobs)
@@ -132,36 +132,24 @@ def fit_base(
     """Fit base learner NAME (or several, comma-separated) on each fold; folds finished with
     the same config and data are skipped. A failed fold is one error line; the other folds
     finish (exit 2 at the end)."""
-    from aes_ensemble.runner import fit_learner
-    from aes_ensemble.tasks import check_prefixes, fit_many, learner_overrides
+    from aes_ensemble.engine import fit_learners
 
     if not progress:  # also the Hugging Face loading and saving bars (read when they load)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    learners = _names(name)
-    check_prefixes(learners, overrides or [])
-    if len(learners) == 1 and jobs == 1 and backend == "local":
-        summary = fit_learner(
-            workspace(workdir),
-            learners[0],
-            folds=parse_folds(fold),
-            overrides=learner_overrides(learners[0], overrides or []),
-            progress=progress,
-        )
-        _print_summary(summary)
-        return
-    result = fit_many(
+    result = fit_learners(
         workspace(workdir),
-        learners,
+        _names(name),
         _backend(backend, jobs, address),
         folds=parse_folds(fold),
         overrides=overrides or [],
         progress=progress,
     )
-    for summary in result.summaries:
-        _print_summary(summary)
+    if not result.errors or any(s.folds for s in result.summaries):
+        for summary in result.summaries:  # a table of folds only where a fold finished
+            _print_summary(summary)
+    for error in result.errors:
+        err_console.print(f"error: {error}", markup=False, highlight=False)
     if result.errors:
-        for error in result.errors:
-            err_console.print(f"error: {error}", markup=False, highlight=False)
         raise typer.Exit(2)
 
 

@@ -37,7 +37,7 @@ def package_version() -> str:
     try:
         return metadata.version(PROG)
     except metadata.PackageNotFoundError:
-        from aes_ensemble import __version__
+        from aes_ensemble.version import __version__
 
         return __version__
 

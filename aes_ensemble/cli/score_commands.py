@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from aes_ensemble.cli.common import WorkdirOption, console, err_console, workspace
-from aes_ensemble.errors import AesError
 from aes_ensemble.formats import FORMATS
-from aes_ensemble.io import atomic_path, ensure_writable, require_file
+from aes_ensemble.io import require_file
 
 StackOption = Annotated[
     str | None,
@@ -50,47 +49,34 @@ def score(
     scores."""
     require_file(essays)  # before the ensemble loads: a wrong path is answered at once
     import numpy as np
-    import polars as pl
 
-    from aes_ensemble.data import detect_role, read_essays
-    from aes_ensemble.metrics import headline_qwk
     from aes_ensemble.scoring import Ensemble
+    from aes_ensemble.scoring.score_file import score_file
 
-    if output.is_dir():
-        raise AesError(
-            f"is a folder; name the file to write (e.g. -o {output / 'scores.csv'})", path=output
-        )
     if bundle is not None:
         ensemble = Ensemble.from_bundle(bundle, stack_name)
     else:
         ensemble = Ensemble.load(workspace(workdir).root, stack_name)
     for note in ensemble.notes:
         err_console.print(f"note: {note}", markup=False)
-    role = detect_role(essays, data_format=data_format)
-    items = read_essays(essays, role=role, data_format=data_format, scales=ensemble.scales)
-    ensure_writable(output.parent)
-    result = ensemble.score(items, explain=explain, progress=progress)
-    calibration = ensemble.model.calibration
-    for prompt in [] if calibration is None else calibration.unseen(items.prompts):
+    done = score_file(
+        ensemble, essays, output, data_format=data_format, explain=explain, progress=progress
+    )
+    for prompt in done.standardised:
         who = "essays without a prompt" if prompt is None else f"prompt '{prompt}'"
         err_console.print(
             f"note: {who} not in the stack's training essays: standardised over its "
             "essays in this file (unseen_prompts: standardise)",
             markup=False,
         )
-    levels = result["score"].to_numpy()
-    table = result.with_columns(pl.Series("score", [f"{v:g}" for v in levels], dtype=pl.String))
-    with atomic_path(output) as tmp:
-        table.write_csv(tmp)
-    counts = dict(zip(*np.unique(levels, return_counts=True), strict=True))
+    counts = dict(zip(*np.unique(done.levels, return_counts=True), strict=True))
     spread = ", ".join(f"{k:g}: {v}" for k, v in sorted(counts.items()))
     console.print(
-        f"wrote {output}: {len(levels)} essays scored by '{ensemble.stack_name}' ({spread})",
+        f"wrote {output}: {len(done.levels)} essays scored by '{ensemble.stack_name}' ({spread})",
         markup=False,
     )
-    if role == "train":
-        value = headline_qwk(items.scores, levels, items.prompts, ensemble.scales)
-        console.print(f"QWK against the file's scores: {value:.4f}", markup=False)
+    if done.qwk is not None:
+        console.print(f"QWK against the file's scores: {done.qwk:.4f}", markup=False)
 
 
 def export(

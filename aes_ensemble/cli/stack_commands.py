@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from aes_ensemble.cli.common import WorkdirOption, console, workspace
-from aes_ensemble.errors import AesError
 
 if TYPE_CHECKING:
     from aes_ensemble.stacking.run import StackRun
@@ -43,7 +42,7 @@ def stack(
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Stack learners with nested grouped CV; print the leaderboard, write oof/ and reports/."""
-    from aes_ensemble.stacking.workspace import stack_config, stack_workspace
+    from aes_ensemble.stacking.stack_workspace import stack_config, stack_workspace
 
     ws = workspace(workdir)
     model_list = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
@@ -142,7 +141,7 @@ def predict(
     """Write submission.csv (essay_id,score levels) from a stack's (or a learner's) test rows."""
     import numpy as np
 
-    from aes_ensemble.stacking.workspace import write_submission
+    from aes_ensemble.stacking.stack_workspace import write_submission
 
     target, chosen, levels = write_submission(
         workspace(workdir), stack_name, thresholds=thresholds, output=output
@@ -161,23 +160,8 @@ def oof_import(
     workdir: WorkdirOption = Path(),
 ) -> None:
     """Bring predictions made elsewhere (a teammate's notebook) into the store, validated."""
-    from aes_ensemble.data import load_workspace_dataset
-    from aes_ensemble.folds import load_folds
-    from aes_ensemble.io import ensure_writable
-    from aes_ensemble.stacking.imports import import_predictions
-    from aes_ensemble.store import PredictionStore, write_predictions
+    from aes_ensemble.stacking.oof_import import import_into_store
 
-    ws = workspace(workdir)
-    store = PredictionStore(ws.oof_dir)
-    target = store.path(name)
-    if name in store.names() and not force:
-        raise AesError(
-            f"predictions named '{name}' exist; pass --force to replace them", path=target
-        )
-    train, test = load_workspace_dataset(ws)
-    folds = load_folds(ws)
-    ensure_writable(ws.oof_dir)
-    ps = import_predictions(file, name, train, test, folds)
-    path = write_predictions(target, ps)
+    path, ps = import_into_store(workspace(workdir), file, name, force=force)
     oof = ps.oof.height
     console.print(f"wrote {path}: {oof} OOF and {ps.frame.height - oof} test predictions")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_validator
 from sklearn.decomposition import TruncatedSVD
 from threadpoolctl import threadpool_limits
 
@@ -53,15 +53,6 @@ class FeatureConfig(StrictModel):
         if not (self.handcrafted or self.linguistic or self.tfidf or self.embeddings):
             raise ValueError("no features: enable handcrafted, linguistic, tfidf or embeddings")
         return self
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave ``linguistic`` out while unset, so a config written before it existed keeps its
-        hash, and its fitted folds stay current."""
-        data: dict[str, Any] = handler(self)
-        if self.linguistic is None:
-            data.pop("linguistic", None)
-        return data
 
 
 def definition_versions(config: FeatureConfig) -> dict[str, str]:

@@ -4,8 +4,8 @@ A stack of three learners of five folds holds fifteen fitted feature pipelines, 
 analyse the same essays again: scoring spent its time re-deriving identical handcrafted rows and
 n-gram counts. Inside ``shared_features()`` the ``FeatureCache`` keeps per-essay rows in memory
 (its keys: kind, config key, text hash) and TF-IDF counts each essay's n-grams once per analyzer
-(``tfidf.NgramCounts``). Nothing is written to disk, and the memory goes when the block ends, so
-a server holds no essay beyond the request that sent it.
+(``ngram_counts.NgramCounts``). Nothing is written to disk, and the memory goes when the block
+ends, so a server holds no essay beyond the request that sent it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from aes_ensemble.features.tfidf import NgramCounts
+    from aes_ensemble.features.ngram_counts import NgramCounts
 
 
 class SharedFeatures:

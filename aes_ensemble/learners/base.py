@@ -1,4 +1,4 @@
-"""The learner protocol and its registry.
+"""The learner protocol, and the settings every learner config has.
 
 A learner owns only its model: the runner owns folds, timing, resume and writing. ``fit`` gets a
 fold's training rows (and the validation rows for monitoring only), ``predict`` returns scores on
@@ -7,52 +7,18 @@ the essays' own scale.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 
 from aes_ensemble.config import StrictModel
-from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.extra_train import ExtraTrainConfig
-from aes_ensemble.io import read_json_file, write_json_atomic
+from aes_ensemble.learners.resources import Resources
+from aes_ensemble.learners.search_space import SearchParam
 from aes_ensemble.scales import ScoreScales
-from aes_ensemble.tuning.space import SearchParam
-
-# Modules whose import registers learner kinds; imported lazily so torch loads only when needed.
-KIND_MODULES: dict[str, str] = {
-    "lgbm": "aes_ensemble.learners.gbdt",
-    "xgb": "aes_ensemble.learners.gbdt",
-    "lgbm_ordinal": "aes_ensemble.learners.gbdt_ordinal",
-    "xgb_ordinal": "aes_ensemble.learners.gbdt_ordinal",
-    "ridge": "aes_ensemble.learners.linear",
-    "svr": "aes_ensemble.learners.linear",
-    "string_kernel": "aes_ensemble.learners.string_kernel",
-    "transformer": "aes_ensemble.learners.transformer",
-}
-
-_REGISTRY: dict[str, type[Learner]] = {}
-
-# Written beside a fold's model: the score scales it maps its 0..1 outputs onto, so a fold folder
-# (or a bundle's copy of it) scores new essays without the training data.
-SCALES_FILE = "scales.json"
-
-
-# GPUs a task of each kind asks a scheduler for when its config says nothing (one per fold).
-DEFAULT_GPUS: dict[str, float] = {"transformer": 1.0}
-
-
-class Resources(StrictModel):
-    """What one fold of a learner asks a cluster scheduler (Ray) for: CPUs, GPUs (None: the
-    kind's default, ``DEFAULT_GPUS``) and memory in bytes (None: no reservation)."""
-
-    num_cpus: float = Field(default=1.0, gt=0)
-    num_gpus: float | None = Field(default=None, ge=0)
-    memory: int | None = Field(default=None, gt=0)
+from aes_ensemble.store import Prediction
 
 
 class LearnerConfig(StrictModel):
@@ -69,36 +35,16 @@ class LearnerConfig(StrictModel):
     # Extra scored essays added to every fold's training rows (``aes_ensemble.extra_train``).
     extra_train: ExtraTrainConfig | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_absent_extra(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave ``extra_train`` out of the dump (and so the hash) when it is not set: configs
-        written before it existed keep their hash and their fitted folds."""
-        data: dict[str, Any] = handler(self)
-        if self.extra_train is None:
-            data.pop("extra_train", None)
-        return data
+    def fits_per_prompt(self, scales: ScoreScales) -> bool:
+        """Whether this config fits one model per prompt; kinds with a ``per_prompt`` setting
+        say so (``ScoreScales.fits_per_prompt``), the others fit one model for all prompts."""
+        return False
 
-
-def fits_per_prompt(setting: bool | str, scales: ScoreScales) -> bool:
-    """Whether ``per_prompt: setting`` fits one model per prompt (``auto``: per-prompt scales)."""
-    return scales.is_per_prompt if setting == "auto" else bool(setting)
-
-
-def task_resources(config: LearnerConfig) -> Resources:
-    """The config's resources with the kind's default GPUs filled in."""
-    res = config.resources
-    if res.num_gpus is not None:
-        return res
-    return res.model_copy(update={"num_gpus": DEFAULT_GPUS.get(config.kind, 0.0)})
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Scores on the essays' scale, and class probabilities where the learner has them."""
-
-    pred: np.ndarray
-    proba: np.ndarray | None = None
-    proba_labels: tuple[str, ...] = ()
+    def feature_versions(self) -> dict[str, str]:
+        """The definition versions of the per-essay feature blocks this learner uses, recorded
+        with each fold so a changed definition refits it; none for a learner that reads the
+        text itself."""
+        return {}
 
 
 L = TypeVar("L", bound="Learner")
@@ -157,38 +103,3 @@ class Learner(ABC):
         progress: bool = False,
     ) -> L:
         """Read a model written by ``save``; ``progress`` as in ``__init__``."""
-
-
-def register(cls: type[L]) -> type[L]:
-    """Class decorator: make ``cls`` available as ``kind: <cls.kind>`` in configs."""
-    _REGISTRY[cls.kind] = cls
-    return cls
-
-
-def learner_class(kind: str) -> type[Learner]:
-    if kind not in _REGISTRY and kind in KIND_MODULES:
-        importlib.import_module(KIND_MODULES[kind])
-    if kind not in _REGISTRY:
-        raise AesError(
-            f"unknown learner kind '{kind}'{did_you_mean(kind, KIND_MODULES)}", key="kind"
-        )
-    return _REGISTRY[kind]
-
-
-def write_scales(directory: Path, scales: ScoreScales) -> None:
-    """Record ``scales`` in a fold folder (``SCALES_FILE``)."""
-    write_json_atomic(directory / SCALES_FILE, scales.to_dict())
-
-
-def read_scales(directory: Path) -> ScoreScales | None:
-    """The scales a fold folder records; None when it has none (fitted by an older version)."""
-    path = directory / SCALES_FILE
-    data = read_json_file(path, fix=": refit the fold")
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise AesError("is not a JSON object of default and per_prompt: refit the fold", path=path)
-    try:
-        return ScoreScales.from_dict(data)
-    except AesError as exc:
-        raise AesError(exc.message, path=path) from None

@@ -24,9 +24,9 @@ from aes_ensemble.config import StrictModel
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path
-from aes_ensemble.learners.base import register
-from aes_ensemble.learners.native_stderr import lightgbm_stderr
+from aes_ensemble.learners.registry import register
 from aes_ensemble.learners.tabular import Matrix, TabularConfig, TabularLearner, model_file
+from aes_ensemble.native_stderr import lightgbm_stderr
 
 Scalar = float | int | str | bool
 

@@ -21,7 +21,6 @@ import xgboost as xgb
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, write_json_atomic
-from aes_ensemble.learners.base import Prediction, register
 from aes_ensemble.learners.gbdt import (
     LgbmOrdinalConfig,
     XgbOrdinalConfig,
@@ -35,7 +34,9 @@ from aes_ensemble.learners.gbdt import (
     xgb_train,
 )
 from aes_ensemble.learners.ordinal import OrdinalClasses, class_proba, ordinal_classes
+from aes_ensemble.learners.registry import register
 from aes_ensemble.learners.tabular import Matrix, TabularLearner, model_file
+from aes_ensemble.store import Prediction
 
 ORDINAL = "ordinal.json"
 

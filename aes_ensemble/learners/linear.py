@@ -28,7 +28,7 @@ from sklearn.svm import SVR
 from aes_ensemble.config import StrictModel
 from aes_ensemble.data import Essays
 from aes_ensemble.io import atomic_path, write_json_atomic
-from aes_ensemble.learners.base import register
+from aes_ensemble.learners.registry import register
 from aes_ensemble.learners.tabular import Matrix, TabularConfig, TabularLearner, model_file
 
 PREDICT_BATCH = 2048  # rows per kernel block: bounds memory to batch x support vectors

@@ -29,16 +29,12 @@ from aes_ensemble.config import StrictModel
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, write_json_atomic
-from aes_ensemble.learners.base import (
-    Learner,
-    LearnerConfig,
-    Prediction,
-    fits_per_prompt,
-    register,
-)
+from aes_ensemble.learners.base import Learner, LearnerConfig
 from aes_ensemble.learners.ngram_kernel import IntersectionKernel
+from aes_ensemble.learners.registry import register
 from aes_ensemble.learners.tabular import model_file
 from aes_ensemble.scales import ScoreScales
+from aes_ensemble.store import Prediction
 
 MODEL = "string_kernel.safetensors"
 MEMBERS = "string_kernel.json"
@@ -70,6 +66,9 @@ class StringKernelConfig(LearnerConfig):
     # As TabularConfig's: "auto" = one model per prompt exactly when prompts have their own scales.
     per_prompt: bool | Literal["auto"] = "auto"
     params: StringKernelParams = StringKernelParams()
+
+    def fits_per_prompt(self, scales: ScoreScales) -> bool:
+        return scales.fits_per_prompt(self.per_prompt)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class StringKernelLearner(Learner):
 
     @property
     def _per_prompt(self) -> bool:
-        return fits_per_prompt(self.config.per_prompt, self.scales)
+        return self.config.fits_per_prompt(self.scales)
 
     def _groups(self, essays: Essays) -> dict[str, np.ndarray]:
         """Rows of each member's essays: per prompt, or all under ``POOLED``."""

@@ -14,10 +14,11 @@ import scipy.sparse as sp
 
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
-from aes_ensemble.features.pipeline import FeatureConfig, FeaturePipeline
+from aes_ensemble.features.pipeline import FeatureConfig, FeaturePipeline, definition_versions
 from aes_ensemble.io import write_json_atomic
-from aes_ensemble.learners.base import Learner, LearnerConfig, Prediction, fits_per_prompt
+from aes_ensemble.learners.base import Learner, LearnerConfig
 from aes_ensemble.scales import ScoreScales
+from aes_ensemble.store import Prediction
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 T = TypeVar("T", bound="TabularLearner")
@@ -34,6 +35,12 @@ class TabularConfig(LearnerConfig):
     # to predict must occur in training, so it suits stratified folds, not prompt-grouped ones.
     # "auto": per prompt exactly when the data has per-prompt scales (ASAP).
     per_prompt: bool | Literal["auto"] = "auto"
+
+    def fits_per_prompt(self, scales: ScoreScales) -> bool:
+        return scales.fits_per_prompt(self.per_prompt)
+
+    def feature_versions(self) -> dict[str, str]:
+        return definition_versions(self.features)
 
 
 class TabularLearner(Learner):
@@ -55,7 +62,7 @@ class TabularLearner(Learner):
 
     @property
     def _per_prompt(self) -> bool:
-        return fits_per_prompt(self.config.per_prompt, self.scales)
+        return self.config.fits_per_prompt(self.scales)
 
     def _member(self: T) -> T:
         """A single-model learner of the same kind, for one prompt's essays."""

@@ -33,10 +33,10 @@ from aes_ensemble.report.leaderboard import (
     featured,
     is_stack,
     leaderboard,
+    measure,
+    newest_stack_settings,
     per_prompt,
     read_stack_summaries,
-    score,
-    scoring,
 )
 from aes_ensemble.report.validity_doc import MIN_GROUP_N, validity_document
 from aes_ensemble.sample import TRAIN, sample_path
@@ -85,8 +85,8 @@ def _inputs(ws: Workspace) -> _Inputs:
     current = load_folds(ws).hash if ws.folds_path.exists() else None
     sets = store.read_many(names, current, expected_ids=essays.ids)
     check_stacks_current(ws, sets)
-    settings = scoring(sets)
-    scored = [score(ps, essays, settings) for ps in sets]
+    settings = newest_stack_settings(sets)
+    scored = [measure(ps, essays, settings) for ps in sets]
     return _Inputs(essays, sets, scored, leaderboard(scored, essays))
 
 

@@ -1,8 +1,8 @@
 """The numbers behind the report: every prediction file's OOF scored the same way.
 
 The report recomputes every QWK from the OOF files with the functions ``stack`` uses
-(``stacking.scores``), so it shows the numbers the terminal and ``reports/NAME.json`` show: base
-learners cross-fitted over the store's own folds with the newest stack's threshold method and
+(``stacking.qwk_numbers``), so it shows the numbers the terminal and ``reports/NAME.json`` show:
+base learners cross-fitted over the store's own folds with the newest stack's threshold method and
 bootstrap settings, each stack cut by the per-fold cut points its nested CV chose.
 """
 
@@ -21,7 +21,12 @@ from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.metrics import qwk_by_prompt
 from aes_ensemble.stacking.nested import fold_thresholds_from_dict
-from aes_ensemble.stacking.scores import Scoring, learner_levels, qwk_numbers, stack_levels
+from aes_ensemble.stacking.qwk_numbers import (
+    LeaderboardSettings,
+    learner_levels,
+    qwk_numbers,
+    stack_levels,
+)
 from aes_ensemble.store import PredictionMeta, PredictionSet, aligned_rows
 from aes_ensemble.thresholds import Thresholds
 
@@ -75,7 +80,7 @@ class Scored:
     rounded: np.ndarray
     thresholded: np.ndarray
     timing: Timing
-    scoring: Scoring
+    settings: LeaderboardSettings
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,10 @@ def is_stack(ps: PredictionSet) -> bool:
     return ps.meta.learner.lower().startswith("stack")
 
 
-def scoring(sets: Sequence[PredictionSet]) -> Scoring:
+def newest_stack_settings(sets: Sequence[PredictionSet]) -> LeaderboardSettings:
     """The settings of the newest stack (the one ``stack`` printed last), else the defaults."""
     stacks = sorted((ps.meta.created, ps.meta.config) for ps in sets if is_stack(ps))
-    return Scoring.of(stacks[-1][1]) if stacks else Scoring()
+    return LeaderboardSettings.of(stacks[-1][1]) if stacks else LeaderboardSettings()
 
 
 def _stack_cuts(ps: PredictionSet) -> tuple[dict[int, Thresholds], Thresholds] | None:
@@ -120,16 +125,18 @@ def _stack_cuts(ps: PredictionSet) -> tuple[dict[int, Thresholds], Thresholds] |
     return fold_thresholds_from_dict(per_fold), Thresholds.from_dict(final)
 
 
-def score(ps: PredictionSet, essays: Essays, settings: Scoring | None = None) -> Scored:
+def measure(
+    ps: PredictionSet, essays: Essays, settings: LeaderboardSettings | None = None
+) -> Scored:
     """Align one prediction file and cut it into levels as ``stack`` does: a stack by its
     recorded cut points (with its own settings), anything else cross-fitted with ``settings``."""
     rows = aligned_rows(ps, "oof", essays.ids)
     pred, folds = rows["pred"].to_numpy().astype(float), rows["fold"].to_numpy().astype(np.int64)
     y, prompts, scales = essays.scores, essays.prompts, essays.scales
-    used = settings or Scoring()
+    used = settings or LeaderboardSettings()
     cuts = _stack_cuts(ps)
     if cuts is not None:
-        used = Scoring.of(ps.meta.config)
+        used = LeaderboardSettings.of(ps.meta.config)
         levels = stack_levels(pred, prompts, folds, scales, *cuts)
     else:
         levels = learner_levels(y, pred, prompts, folds, scales, used)
@@ -154,8 +161,8 @@ def leaderboard(scored: Sequence[Scored], essays: Essays) -> list[LeaderboardRow
             {"plain": s.rounded, "cross": s.thresholded},
             essays.prompts,
             essays.scales,
-            n_boot=s.scoring.n_boot,
-            seed=s.scoring.seed,
+            n_boot=s.settings.n_boot,
+            seed=s.settings.seed,
         )
         rows.append(
             LeaderboardRow(

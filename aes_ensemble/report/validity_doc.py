@@ -21,6 +21,7 @@ import numpy as np
 from aes_ensemble.data import Essays, scale_text
 from aes_ensemble.errors import AesError
 from aes_ensemble.metrics import bootstrap_interval
+from aes_ensemble.report.bootstrap import group_r2_intervals, moment_intervals
 from aes_ensemble.report.fairness import fairness_analyses, group_rows
 from aes_ensemble.report.flags import RULES, flagged
 from aes_ensemble.report.leaderboard import Scored
@@ -35,7 +36,6 @@ from aes_ensemble.report.true_score import (
     disattenuated_correlation,
     true_score,
 )
-from aes_ensemble.report.validity import group_r2_intervals, moment_intervals
 from aes_ensemble.scales import ScoreScale
 
 SCHEMA_VERSION = 1
@@ -318,8 +318,8 @@ def _model(
     seed: int | None,
     notes: list[str],
 ) -> dict[str, Any]:
-    boot = s.scoring.n_boot if n_boot is None else n_boot
-    boot_seed = s.scoring.seed if seed is None else seed
+    boot = s.settings.n_boot if n_boot is None else n_boot
+    boot_seed = s.settings.seed if seed is None else seed
     everything = np.ones(len(data.human), dtype=bool)
     machine = {"continuous": s.pred, "levels": s.thresholded}
     overall: dict[str, dict[str, Any]] = {}

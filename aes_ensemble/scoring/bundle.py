@@ -7,10 +7,11 @@ Layout, all relative to the bundle folder::
     base_models/NAME/fold_K/   each base learner's fitted fold models and their config.yaml
     embeddings/NAME/           sentence-transformers folders the learners embed essays with
 
-``export_bundle`` writes it into a temporary folder and renames it into place at the end, so a
-failed export leaves nothing half-written; ``verify_bundle`` refuses a bundle whose files were
-changed, truncated, removed or added since, or one written by an incompatible aes-ensemble,
-naming the file. Weights are safetensors, models native text or JSON: nothing is unpickled.
+``write_bundle`` (called by ``ensemble.export_bundle``) writes it into a temporary folder and
+renames it into place at the end, so a failed export leaves nothing half-written;
+``verify_bundle`` refuses a bundle whose files were changed, truncated, removed or added since,
+or one written by an incompatible aes-ensemble, naming the file. Weights are safetensors, models
+native text or JSON: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aes_ensemble import __version__
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import ensure_writable, make_temp_dir, remove, write_json_atomic
-from aes_ensemble.scoring.learners import fold_dirs
 from aes_ensemble.store import package_versions
-from aes_ensemble.workspace import Workspace
+from aes_ensemble.version import __version__
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -272,25 +271,3 @@ def write_bundle(
     finally:
         remove(tmp)
     return target
-
-
-def export_bundle(
-    ws: Workspace, out: Path, *, stack: str | None = None, half: bool = False
-) -> Path:
-    """Write the bundle of the workspace's stack (the only one, or ``stack``) to ``out``.
-
-    The stack must be current (``Ensemble.load`` checks it): a bundle of a stale stack would
-    score with other learners than the ones its numbers came from."""
-    from aes_ensemble.scoring.ensemble import Ensemble  # it reads bundles: imported here
-
-    ensemble = Ensemble.load(ws.root, stack)
-    learners = ensemble.manifest["learners"]
-    return write_bundle(
-        out,
-        stack_dir=ensemble.stack_dir,
-        learner_dirs={name: fold_dirs(ensemble.models_dir, name) for name in ensemble.learners},
-        embedding_dirs=ensemble.embedding_folders(),
-        manifest=ensemble.manifest,
-        half=half,
-        half_learners=[n for n in ensemble.learners if learners[n]["kind"] == TRANSFORMER],
-    )

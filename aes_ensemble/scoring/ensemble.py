@@ -34,11 +34,12 @@ from aes_ensemble.scoring.bundle import (
     MANIFEST,
     MODELS_DIR,
     STACK_DIR,
+    TRANSFORMER,
     manifest_fields,
     verify_bundle,
+    write_bundle,
 )
 from aes_ensemble.scoring.learners import FittedLearner, fold_dirs, load_learner
-from aes_ensemble.stacking.imports import IMPORTED_LEARNER
 from aes_ensemble.stacking.lineage import (
     COMPARED,
     INPUTS_KEY,
@@ -46,8 +47,9 @@ from aes_ensemble.stacking.lineage import (
     remake_command,
 )
 from aes_ensemble.stacking.model import StackModel, stack_model_dir
+from aes_ensemble.stacking.oof_import import IMPORTED_LEARNER
 from aes_ensemble.stacking.run import STACK_LEARNER
-from aes_ensemble.stacking.workspace import single_stack
+from aes_ensemble.stacking.stack_workspace import single_stack
 from aes_ensemble.store import PredictionStore, prediction_digest
 from aes_ensemble.workspace import Workspace
 
@@ -128,6 +130,13 @@ class Ensemble:
             columns["pred"] = pred
             columns |= {name: np.asarray(base[name].pred, dtype=float) for name in self.learners}
         return pl.DataFrame(columns).with_columns(pl.col("essay_id").cast(pl.String))
+
+    def unseen_prompts(self, prompts: Sequence[str | None] | np.ndarray) -> tuple[str | None, ...]:
+        """The prompts of ``prompts`` that ``score`` standardises over their batch: those none
+        of the stack's training essays had, where it was made with ``unseen_prompts:
+        standardise`` (None stands for essays without a prompt); empty otherwise."""
+        calibration = self.model.calibration
+        return () if calibration is None else tuple(calibration.unseen(prompts))
 
     def fitted(self, name: str) -> FittedLearner:
         """Learner ``name``'s fold models, loaded on first use and kept: a server loads once
@@ -354,4 +363,24 @@ def _load_workspace(ws: Workspace, stack: str | None) -> Ensemble:
     manifest = manifest_fields(name, records, {})
     return Ensemble(
         model, ws.base_models_dir, model_dir, manifest, cache_dir=ws.cache_dir, notes=tuple(notes)
+    )
+
+
+def export_bundle(
+    ws: Workspace, out: Path, *, stack: str | None = None, half: bool = False
+) -> Path:
+    """Write the bundle of the workspace's stack (the only one, or ``stack``) to ``out``.
+
+    The stack must be current (``Ensemble.load`` checks it): a bundle of a stale stack would
+    score with other learners than the ones its numbers came from."""
+    ensemble = Ensemble.load(ws.root, stack)
+    learners = ensemble.manifest["learners"]
+    return write_bundle(
+        out,
+        stack_dir=ensemble.stack_dir,
+        learner_dirs={name: fold_dirs(ensemble.models_dir, name) for name in ensemble.learners},
+        embedding_dirs=ensemble.embedding_folders(),
+        manifest=ensemble.manifest,
+        half=half,
+        half_learners=[n for n in ensemble.learners if learners[n]["kind"] == TRANSFORMER],
     )

@@ -27,12 +27,19 @@ from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.features.embeddings import local_models
 from aes_ensemble.features.shared import shared_features
-from aes_ensemble.fold_files import FoldRecord, part_path, part_run_id, read_record
-from aes_ensemble.learners.base import Learner, Prediction, learner_class, read_scales
+from aes_ensemble.fold_files import (
+    FoldRecord,
+    changed_definitions,
+    part_path,
+    part_run_id,
+    read_record,
+    read_scales,
+)
+from aes_ensemble.learners.base import Learner
+from aes_ensemble.learners.registry import learner_class, load_learner_config
 from aes_ensemble.progress import step
-from aes_ensemble.runner import changed_definitions, feature_versions, load_learner_config
 from aes_ensemble.scales import ScoreScales
-from aes_ensemble.store import read_prediction_meta
+from aes_ensemble.store import Prediction, read_prediction_meta
 from aes_ensemble.workspace import Workspace
 
 _FOLD = re.compile(r"^fold_(\d+)$")
@@ -243,7 +250,7 @@ def load_learner(
                 f"{_refit(name)}",
                 path=folder / "config.yaml",
             )
-        changed = changed_definitions(record.feature_versions, feature_versions(config))
+        changed = changed_definitions(record.feature_versions, config.feature_versions())
         if changed:
             raise AesError(
                 f"fold {record.fold} of '{name}' was fitted with other feature definitions "

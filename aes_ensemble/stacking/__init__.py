@@ -13,7 +13,7 @@ from aes_ensemble.stacking.meta import HillClimbing, MajorityVote, MeanBlend, No
 from aes_ensemble.stacking.model import StackModel, build_stack_model, stack_model_dir
 from aes_ensemble.stacking.nested import NestedResult, nested_stack
 from aes_ensemble.stacking.run import StackRun, run_stack
-from aes_ensemble.stacking.workspace import stack_config, stack_workspace, write_submission
+from aes_ensemble.stacking.stack_workspace import stack_config, stack_workspace, write_submission
 
 __all__ = [
     "HillClimbing",

@@ -15,8 +15,8 @@ from typing import Any
 from aes_ensemble.data import data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
 from aes_ensemble.stacking.config import StackConfig
-from aes_ensemble.stacking.imports import IMPORTED_LEARNER
 from aes_ensemble.stacking.inputs import input_record
+from aes_ensemble.stacking.oof_import import IMPORTED_LEARNER
 from aes_ensemble.stacking.run import STACK_LEARNER
 from aes_ensemble.store import PredictionMeta, PredictionSet, PredictionStore
 from aes_ensemble.workspace import Workspace

@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from aes_ensemble import __version__
 from aes_ensemble.config import StrictModel, validate
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import remove, write_json_atomic
-from aes_ensemble.learners.base import Prediction
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.stacking.calibration import PromptCalibration
 from aes_ensemble.stacking.config import MetaClass, StackConfig
@@ -49,8 +47,9 @@ from aes_ensemble.stacking.saved_meta import (
     load_meta,
     save_meta,
 )
-from aes_ensemble.store import PROBA_PREFIX, prediction_digest
+from aes_ensemble.store import PROBA_PREFIX, Prediction, prediction_digest
 from aes_ensemble.thresholds import Thresholds
+from aes_ensemble.version import __version__
 from aes_ensemble.workspace import Workspace
 
 FORMAT_VERSION = 1

@@ -11,13 +11,13 @@ import numpy as np
 import polars as pl
 
 from aes_ensemble.config import hash_mapping
-from aes_ensemble.learners.failures import library_errors
+from aes_ensemble.library_errors import library_errors
 from aes_ensemble.metrics import headline_qwk_by_group
 from aes_ensemble.stacking.config import MetaClass, StackConfig
 from aes_ensemble.stacking.inputs import StackData
 from aes_ensemble.stacking.meta import make_meta
 from aes_ensemble.stacking.nested import NestedResult, nested_stack
-from aes_ensemble.stacking.scores import (
+from aes_ensemble.stacking.qwk_numbers import (
     base_numbers,
     correlation,
     explain,
@@ -65,7 +65,7 @@ def meta_library_errors(config: StackConfig, where: str) -> Iterator[None]:
     if config.meta == "lgbm" or (
         isinstance(config.meta, MetaClass) and config.meta.class_path.startswith("lightgbm.")
     ):
-        from aes_ensemble.learners.native_stderr import lightgbm_stderr
+        from aes_ensemble.native_stderr import lightgbm_stderr
 
         quiet = lightgbm_stderr()
     with library_errors(where, config), quiet:

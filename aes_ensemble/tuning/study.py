@@ -38,11 +38,12 @@ from aes_ensemble.config import (
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.extra_train import with_extra
+from aes_ensemble.fold_fit import Run, open_run
 from aes_ensemble.io import ensure_writable, write_text_atomic
-from aes_ensemble.learners.base import LearnerConfig, learner_class
+from aes_ensemble.learners.base import LearnerConfig
+from aes_ensemble.learners.registry import learner_class
+from aes_ensemble.learners.search_space import SearchParam, search_space
 from aes_ensemble.metrics import headline_qwk
-from aes_ensemble.runner import Run, open_run
-from aes_ensemble.tuning.space import SearchParam, search_space
 from aes_ensemble.tuning.trials import (
     candidate,
     cross_levels,

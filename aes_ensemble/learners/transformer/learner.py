@@ -21,7 +21,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from aes_ensemble.data import Essays
 from aes_ensemble.errors import AesError
 from aes_ensemble.io import atomic_path, is_main_process, write_json_atomic
-from aes_ensemble.learners.base import Learner, Prediction, register
+from aes_ensemble.learners.base import Learner
+from aes_ensemble.learners.registry import register
 from aes_ensemble.learners.transformer.attention import FLASH, pad_multiple, use_attention
 from aes_ensemble.learners.transformer.config import MINILM_ALIAS, TransformerConfig
 from aes_ensemble.learners.transformer.data import Batcher, encode, make_batcher
@@ -43,6 +44,7 @@ from aes_ensemble.learners.transformer.tracking import check_available
 from aes_ensemble.learners.transformer.train import TrainData, seed_everything, train_scorer
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.scales import ScoreScale, ScoreScales
+from aes_ensemble.store import Prediction
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "learner.json"

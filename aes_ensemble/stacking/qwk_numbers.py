@@ -6,7 +6,7 @@ cross-fitted levels) where the data has them.
 
 This is the one computation behind every QWK the toolkit shows: ``stack`` prints these numbers
 and writes them to ``reports/NAME.json``, and the HTML report calls the same functions with the
-stack's own settings (:class:`Scoring`) and the stack's recorded per-fold cut points.
+stack's own settings (:class:`LeaderboardSettings`) and the stack's recorded per-fold cut points.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from aes_ensemble.thresholds import Thresholds
 
 
 @dataclass(frozen=True)
-class Scoring:
+class LeaderboardSettings:
     """How a leaderboard number is measured: the threshold method (and its seed) and the
     bootstrap's resamples and seed. The defaults are the stack config's."""
 
@@ -42,7 +42,7 @@ class Scoring:
     n_boot: int = StackConfig.model_fields["n_boot"].default
 
     @classmethod
-    def of(cls, config: Mapping[str, Any]) -> Scoring:
+    def of(cls, config: Mapping[str, Any]) -> LeaderboardSettings:
         """The settings of a stack config as stored in a prediction file (``meta.config``)."""
         default = cls()
         return cls(
@@ -76,14 +76,16 @@ def learner_levels(
     prompts: np.ndarray,
     folds: np.ndarray,
     scales: ScoreScales,
-    scoring: Scoring,
+    settings: LeaderboardSettings,
 ) -> dict[str, np.ndarray]:
     """A base learner's continuous OOF as levels: plain, in-sample cuts, cross-fitted cuts."""
-    cuts = fit_cuts(y, pred, prompts, scales, scoring.method, scoring.seed, prompts)
+    cuts = fit_cuts(y, pred, prompts, scales, settings.method, settings.seed, prompts)
     return {
         "plain": scales.round(pred, prompts),
         "insample": cuts.apply(pred, prompts, scales),
-        "cross": cross_fitted_levels(y, pred, prompts, folds, scales, scoring.method, scoring.seed),
+        "cross": cross_fitted_levels(
+            y, pred, prompts, folds, scales, settings.method, settings.seed
+        ),
     }
 
 
@@ -140,10 +142,10 @@ def base_numbers(
 ) -> list[dict[str, Any]]:
     """One leaderboard entry per base learner."""
     entries = []
-    scoring = Scoring(method, seed, n_boot)
+    settings = LeaderboardSettings(method, seed, n_boot)
     for j, name in enumerate(data.names):
         levels = learner_levels(
-            data.y, data.base[:, j], data.prompts, data.folds, data.scales, scoring
+            data.y, data.base[:, j], data.prompts, data.folds, data.scales, settings
         )
         numbers = qwk_numbers(
             data.y, levels, data.prompts, data.scales, sources=sources, n_boot=n_boot, seed=seed

@@ -16,18 +16,22 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from aes_ensemble.data import Essays, data_fingerprint
+from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
-from aes_ensemble.folds import Folds
+from aes_ensemble.folds import Folds, load_folds
+from aes_ensemble.io import ensure_writable
 from aes_ensemble.metrics import headline_qwk_by_group
 from aes_ensemble.scales import ScoreScale
 from aes_ensemble.store import (
     PROBA_PREFIX,
     PredictionMeta,
     PredictionSet,
+    PredictionStore,
     prediction_frame,
     validate_frame,
+    write_predictions,
 )
+from aes_ensemble.workspace import Workspace
 
 REQUIRED = ("essay_id", "split", "pred")
 OPTIONAL = ("fold", "prompt")
@@ -167,6 +171,24 @@ def import_predictions(
         extra={"imported_from": str(path.resolve())},
     )
     return PredictionSet(frame, meta)
+
+
+def import_into_store(
+    ws: Workspace, file: Path, name: str, *, force: bool = False
+) -> tuple[Path, PredictionSet]:
+    """``aes-ensemble oof import``: validate ``file`` against the workspace's essays and folds
+    and write it as ``oof/NAME.parquet``; an existing name is replaced only with ``force``."""
+    store = PredictionStore(ws.oof_dir)
+    target = store.path(name)
+    if name in store.names() and not force:
+        raise AesError(
+            f"predictions named '{name}' exist; pass --force to replace them", path=target
+        )
+    train, test = load_workspace_dataset(ws)
+    folds = load_folds(ws)
+    ensure_writable(ws.oof_dir)
+    ps = import_predictions(file, name, train, test, folds)
+    return write_predictions(target, ps), ps
 
 
 def _check_range(frame: pl.DataFrame, train: Essays, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fit one learner over the workspace's folds: resume, per-fold parts, assembly into the store.
+"""The steps of fitting a learner's folds: open the run, check a fold, fit it, assemble the OOF.
 
 Each fold owns its own files, ``base_models/NAME/fold_K/`` (model, ``config.yaml``, and
 ``done.json``) and ``oof/parts/NAME/fold_K.parquet``, replaced together only once a refit is
@@ -6,7 +6,7 @@ complete (``fold_files``), so a failed fit never harms the last good fold, an in
 resumes at the first unfinished fold and two processes fitting different folds never touch the
 same file. A fold is current while its config, folds and data fingerprint are the run's. Whoever
 finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk. ``fit_learner``
-fits one learner's folds in turn; ``aes_ensemble.tasks`` runs the same steps (``open_run``,
+fits one learner's folds in turn; ``aes_ensemble.engine`` runs the same steps (``open_run``,
 ``prepare_features``, ``fit_fold``, ``assemble``) as (learner, fold) tasks in other processes.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,15 +26,11 @@ import polars as pl
 
 from aes_ensemble.assembly import combine_parts, holds
 from aes_ensemble.config import (
-    apply_overrides,
     blame_sources,
     config_hash,
     dump_yaml,
     hash_mapping,
-    origin,
     override_sources,
-    read_yaml,
-    validate,
 )
 from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
@@ -42,27 +38,24 @@ from aes_ensemble.extra_train import ExtraEssays, read_extra, with_extra
 from aes_ensemble.fold_files import (
     DamagedRecordError,
     FoldRecord,
+    changed_definitions,
     fold_write,
     part_path,
     part_run_id,
     parts_dir,
     read_record,
     recover,
+    write_scales,
 )
 from aes_ensemble.folds import Folds, load_folds
 from aes_ensemble.io import ensure_writable, is_main_process, remove_dead_temps, write_text_atomic
-from aes_ensemble.learners.base import (
-    Learner,
-    LearnerConfig,
-    Prediction,
-    fits_per_prompt,
-    learner_class,
-    write_scales,
-)
-from aes_ensemble.learners.failures import library_errors
+from aes_ensemble.learners.base import Learner, LearnerConfig
+from aes_ensemble.learners.registry import learner_class, load_learner_config
+from aes_ensemble.library_errors import library_errors
 from aes_ensemble.metrics import headline_qwk
 from aes_ensemble.progress import Display as _Display
 from aes_ensemble.store import (
+    Prediction,
     PredictionMeta,
     PredictionSet,
     PredictionStore,
@@ -106,22 +99,6 @@ class RunSummary:
     oof_written: bool = False
     prepare_seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-def load_learner_config(path: Path, overrides: Sequence[str] = ()) -> LearnerConfig:
-    """A learner config: ``kind`` picks the model; unknown keys name the closest valid one."""
-    data = apply_overrides(read_yaml(path), overrides)
-    kind = data.get("kind")
-    if not isinstance(kind, str):
-        raise AesError(
-            "required key is missing (the learner kind, e.g. lgbm)", path=path, key="kind"
-        )
-    try:
-        model = learner_class(kind).config_model
-    except AesError as exc:
-        where, key = origin("kind", path, override_sources(overrides))
-        raise AesError(exc.message, path=where, key=key) from None
-    return validate(model, data, path=path, sources=override_sources(overrides))
 
 
 def select_folds(folds: str | Sequence[int], n_folds: int) -> list[int]:
@@ -281,12 +258,13 @@ def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> 
         train = with_extra(train, run.extra.essays)
     learner = run.learner(display)
     where = f"{run.name} fold {fold}"
+    named = None if display.name == run.name else run.name  # a display shared by learners
     with library_errors(where, run.config):
-        display.stage(fold, f"fit ({size})")
+        display.stage(fold, f"fit ({size})", named)
         start = time.perf_counter()
         learner.fit(train, valid)
         fit_seconds = round(time.perf_counter() - start, 3)
-        display.stage(fold, "predict")
+        display.stage(fold, "predict", named)
         start = time.perf_counter()
         p_valid = learner.predict(valid)
         frames = [_frame(valid, "oof", p_valid, fold)]
@@ -297,7 +275,7 @@ def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> 
     result = FoldResult(fold, "fitted", qwk, fit_seconds, predict_seconds, len(valid))
     if not is_main_process():
         return result
-    display.stage(fold, "save")
+    display.stage(fold, "save", named)
     record = FoldRecord(
         fold=fold,
         run_id=uuid.uuid4().hex,
@@ -360,7 +338,7 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
     train_hash = train.fingerprint()
     if config.extra_train is not None:
         with blame_sources(ws.config_path(name), override_sources(overrides)):
-            per_prompt = fits_per_prompt(getattr(config, "per_prompt", False), train.scales)
+            per_prompt = config.fits_per_prompt(train.scales)
             extra = read_extra(config.extra_train, ws.root, train, test, per_prompt=per_prompt)
         train_hash = hash_mapping({"train": train_hash, "extra": extra.essays.fingerprint()})
     return Run(
@@ -375,31 +353,9 @@ def open_run(ws: Workspace, name: str, overrides: Sequence[str]) -> Run:
         train_hash=train_hash,
         test_hash="" if test is None else test.fingerprint(),
         data_hash=data_fingerprint(train, test),
-        feature_versions=feature_versions(config),
+        feature_versions=config.feature_versions(),
         extra=extra,
     )
-
-
-def changed_definitions(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:
-    """The feature blocks whose definition changed since ``recorded``, in words
-    (``"handcrafted hc-1 -> hc-2"``); empty when none did."""
-    return ", ".join(
-        f"{block} {recorded.get(block, 'none')} -> {version}"
-        for block, version in current.items()
-        if recorded.get(block) != version
-    )
-
-
-def feature_versions(config: LearnerConfig) -> dict[str, str]:
-    """The definition versions of the per-essay feature blocks a learner uses (none for a
-    transformer, which reads the text itself)."""
-    features = getattr(config, "features", None)
-    if features is None:
-        return {}
-    # Imported here: the pipeline pulls in scikit-learn, which a transformer run never needs.
-    from aes_ensemble.features.pipeline import FeatureConfig, definition_versions
-
-    return definition_versions(features) if isinstance(features, FeatureConfig) else {}
 
 
 def make_ready(run: Run, display: _Display) -> None:
@@ -411,54 +367,6 @@ def make_ready(run: Run, display: _Display) -> None:
     for note in recover(ws, name):
         display.note(note)
     remove_dead_temps(ws.cache_dir, recursive=True)
-
-
-def fit_learner(
-    workspace: Workspace | str | Path,
-    name: str,
-    *,
-    folds: str | Sequence[int] = "all",
-    overrides: Sequence[str] = (),
-    progress: bool = True,
-) -> RunSummary:
-    """Fit learner ``name`` (``configs/NAME.yaml`` + ``overrides``) on the chosen folds, skipping
-    folds already complete with the same config, folds and data, then assemble when all are
-    done. A failed fold leaves the previous one as it was."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
-    run = open_run(ws, name, overrides)
-    chosen = select_folds(folds, run.folds.n_folds)
-    display = _Display(name, len(chosen), progress)
-    results: list[FoldResult] = []
-    prepare_seconds = 0.0
-    with display.running():
-        if is_main_process():
-            make_ready(run, display)
-        unfinished = set(missing_folds(run))
-        todo = [k for k in chosen if k in unfinished]
-        if todo:
-            display.stage(todo[0], "per-essay features for all essays")
-            prepare_seconds = prepare_features(run, display)
-        unrecorded = prepare_seconds  # attributed to the first fold fitted, so it counts once
-        for fold in chosen:
-            done, why = fold_state(run, fold)
-            if done is None:
-                if why:
-                    display.note(why)
-                results.append(fit_fold(run, fold, display, unrecorded))
-                unrecorded = 0.0
-            else:
-                results.append(
-                    FoldResult(
-                        fold,
-                        "skipped",
-                        done.qwk,
-                        done.fit_seconds,
-                        done.predict_seconds,
-                        done.n_valid,
-                    )
-                )
-            display.advance()
-        return summarize(run, results, prepare_seconds, tuple(display.notes))
 
 
 def summarize(

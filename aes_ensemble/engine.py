@@ -1,7 +1,9 @@
-"""Many learners' folds as independent tasks, run one after another or several at once.
+"""The one engine that fits learners: their folds as independent (learner, fold) tasks on a backend.
 
-A ``FitTask`` is one (learner, fold) fit; it carries only names and paths, so it can run in
-another process or on another machine that sees the same workspace. The driver (``fit_many``):
+``fit_learner`` (one learner, in this process) is the simplest case of ``fit_learners`` (many
+learners, one after another, several at once with ``LocalBackend(jobs)``, or on a Ray cluster).
+A ``FitTask`` carries only names and paths, so it can run in another process or on another
+machine that sees the same workspace. The driver:
 
 1. ``plan_tasks``: repairs what killed runs left, then lists only the unfinished folds;
 2. ``prepare_learner``: computes each learner's per-essay features (embeddings, handcrafted)
@@ -10,6 +12,8 @@ another process or on another machine that sees the same workspace. The driver (
 3. ``Backend.run``: runs the tasks (``LocalBackend`` here; ``RayBackend`` in
    ``aes_ensemble.ray_backend``), calling ``on_result`` as each ends;
 4. ``finish_learner``: assembles ``oof/NAME.parquet`` once every fold of a learner is done.
+
+The steps themselves (open a run, check a fold, fit it, assemble) are ``aes_ensemble.fold_fit``'s.
 
 A fold writes its own files (``fold_files``), so tasks of one learner never touch the same file
 and a fold is the same bit for bit whichever process fitted it. A learner error inside a task
@@ -35,14 +39,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Literal, Protocol
 
 from aes_ensemble.errors import AesError
-from aes_ensemble.progress import Display
-from aes_ensemble.runner import (
+from aes_ensemble.fold_fit import (
     FoldResult,
     RunSummary,
     fit_fold,
@@ -53,6 +56,8 @@ from aes_ensemble.runner import (
     select_folds,
     summarize,
 )
+from aes_ensemble.io import is_main_process
+from aes_ensemble.progress import Display
 from aes_ensemble.workspace import Workspace
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -60,12 +65,14 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 @dataclass(frozen=True)
 class FitTask:
-    """One fold of one learner; ``overrides`` are this learner's own (prefixes resolved)."""
+    """One fold of one learner; ``overrides`` are this learner's own (prefixes resolved).
+    ``prepare_seconds``: the learner's feature preparation, recorded with its first task."""
 
     learner: str
     fold: int
     overrides: tuple[str, ...]
     workdir: Path
+    prepare_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,14 @@ class TaskResult:
 class Backend(Protocol):
     """Runs tasks and calls ``on_result`` in the driver as each one ends (any order); returns
     every result. A failed task is a result with ``error``, never an exception; Ctrl-C
-    (``KeyboardInterrupt``) cancels the tasks not yet finished and propagates."""
+    (``KeyboardInterrupt``) cancels the tasks not yet finished and propagates. Tasks run in
+    the driver's process show their stages in ``display``; others run quietly."""
 
     def run(
-        self, tasks: Sequence[FitTask], on_result: Callable[[TaskResult], None]
+        self,
+        tasks: Sequence[FitTask],
+        on_result: Callable[[TaskResult], None],
+        display: Display | None = None,
     ) -> list[TaskResult]: ...
 
 
@@ -137,27 +148,29 @@ def plan_tasks(
     folds: str | Sequence[int],
     overrides: Sequence[str],
     *,
-    note: Callable[[str], None] | None = None,
+    note: Callable[[str, str], None] = lambda learner, text: None,
 ) -> list[FitTask]:
     """The unfinished (learner, fold) tasks, learner by learner; first repairs what killed runs
-    left (``runner.make_ready``). ``note`` receives why a fold is refitted."""
+    left (``fold_fit.make_ready``, by the main process only under ``torchrun``). ``note``
+    receives (learner, text): what was repaired and why a fold is refitted."""
     check_prefixes(names, overrides)
-    display = Display("", None, False)
-    display.quiet = True
     tasks: list[FitTask] = []
     for name in names:
         own = learner_overrides(name, overrides)
         run = open_run(ws, name, own)
-        make_ready(run, display)
-        for fold in select_folds(folds, run.folds.n_folds):
+        chosen = select_folds(folds, run.folds.n_folds)  # a bad --fold before any folder is made
+        if is_main_process():
+            repairs = Display("", None, False)
+            repairs.quiet = True
+            make_ready(run, repairs)
+            for text in repairs.notes:
+                note(name, text)
+        for fold in chosen:
             done, why = fold_state(run, fold)
             if done is None:
                 tasks.append(FitTask(name, fold, own, ws.root))
-            if why and note is not None:
-                note(f"{name}: {why}")
-    for text in display.notes:
-        if note is not None:
-            note(text)
+            if why:
+                note(name, why)
     return tasks
 
 
@@ -175,16 +188,18 @@ def prepare_learner(
         return prepare_features(run, quiet)
 
 
-def run_task(task: FitTask) -> TaskResult:
-    """Fit one fold (in whichever process runs it), progress off; a learner or data error is
-    returned as ``error``."""
+def run_task(task: FitTask, display: Display | None = None) -> TaskResult:
+    """Fit one fold (in whichever process runs it); its stages show in ``display`` (the
+    driver's, in the driver's process), else nowhere. A learner or data error is returned as
+    ``error``."""
     start = time.perf_counter()
-    display = Display(task.learner, None, False)
-    display.quiet = True
+    if display is None:
+        display = Display(task.learner, None, False)
+        display.quiet = True
     try:
         run = open_run(Workspace.at(task.workdir), task.learner, task.overrides)
         with display.running(), _interruptible():
-            result = fit_fold(run, task.fold, display, 0.0)
+            result = fit_fold(run, task.fold, display, task.prepare_seconds)
     except AesError as exc:
         return TaskResult(task.learner, task.fold, None, _since(start), _one_line(task, exc))
     return TaskResult(task.learner, task.fold, result.qwk, _since(start))
@@ -253,8 +268,9 @@ def _worker_init(threads: int) -> None:
 
 
 class LocalBackend:
-    """Tasks on this machine: in this process when ``jobs == 1``, else up to ``jobs`` at once in
-    'spawn' worker processes (torch and fork do not mix), each with ``thread_budget`` threads."""
+    """Tasks on this machine: in this process when ``jobs == 1`` (a learner's first failed fold
+    skips its others), else up to ``jobs`` at once in 'spawn' worker processes (torch and fork
+    do not mix), each with ``thread_budget`` threads."""
 
     def __init__(self, jobs: int = 1, cores: int | None = None) -> None:
         if jobs < 1:
@@ -263,21 +279,34 @@ class LocalBackend:
         self.cores = cores or os.cpu_count() or 1
 
     def run(
-        self, tasks: Sequence[FitTask], on_result: Callable[[TaskResult], None]
+        self,
+        tasks: Sequence[FitTask],
+        on_result: Callable[[TaskResult], None],
+        display: Display | None = None,
     ) -> list[TaskResult]:
         if self.jobs == 1 or len(tasks) <= 1:
-            return self._in_process(tasks, on_result)
+            return self._in_process(tasks, on_result, display)
         return self._in_pool(tasks, on_result)
 
     def _in_process(
-        self, tasks: Sequence[FitTask], on_result: Callable[[TaskResult], None]
+        self,
+        tasks: Sequence[FitTask],
+        on_result: Callable[[TaskResult], None],
+        display: Display | None,
     ) -> list[TaskResult]:
-        results = []
+        results: list[TaskResult] = []
+        failed: set[str] = set()
         for task in tasks:
+            # One after another, a learner's first failed fold ends it: a refused setting fails
+            # every fold alike, and the user fixes it before waiting on the rest.
+            if task.learner in failed:
+                continue
             try:
-                results.append(run_task(task))
+                results.append(run_task(task, display))
             except Exception as exc:  # as in the pool: the other tasks go on
                 results.append(_failed(task, exc))
+            if results[-1].error is not None:
+                failed.add(task.learner)
             on_result(results[-1])
         return results
 
@@ -333,30 +362,44 @@ def _failed(task: FitTask, exc: Exception) -> TaskResult:
 
 
 @dataclass(frozen=True)
-class ManyResult:
-    """What ``fit_many`` did: a summary per learner and the failed tasks' one-line errors."""
+class FitResult:
+    """What ``fit_learners`` did: a summary per learner, the failed tasks' one-line errors and
+    the notes (repairs, why folds were refitted, extra essays)."""
 
     summaries: tuple[RunSummary, ...]
     errors: tuple[str, ...]
     notes: tuple[str, ...]
 
 
-def fit_many(
+def fit_learners(
     ws: Workspace,
     names: Sequence[str],
-    backend: Backend,
+    backend: Backend | None = None,
     *,
     folds: str | Sequence[int] = "all",
     overrides: Sequence[str] = (),
     progress: bool = True,
-) -> ManyResult:
-    """Fit the unfinished folds of every learner in ``names`` on ``backend`` under one progress
-    display, then assemble each learner whose folds are all done."""
+) -> FitResult:
+    """Fit the unfinished folds of every learner in ``names`` on ``backend`` (default: one
+    after another in this process) under one progress display, then assemble each learner
+    whose folds are all done. A failed fold is an error line; the other folds go on."""
     if len(set(names)) != len(names):
         raise AesError(f"a learner is named twice in {','.join(names)}", key="learners")
+    single = len(names) == 1
+
+    def where(learner: str) -> str | None:
+        return None if single else learner
+
     notes: list[str] = []
-    tasks = plan_tasks(ws, names, folds, overrides, note=notes.append)
-    display = Display("fit-base", len(tasks), progress)
+    tasks = plan_tasks(
+        ws,
+        names,
+        folds,
+        overrides,
+        note=lambda learner, text: notes.append(text if single else f"{learner}: {text}"),
+    )
+    # One learner's display is named after it ("lgbm: fold 0: fit"); several share one.
+    display = Display(names[0] if single else "fit-base", len(tasks), progress)
     for text in notes:
         display.note(text)
     errors: list[str] = []
@@ -365,16 +408,26 @@ def fit_many(
     def on_result(result: TaskResult) -> None:
         if result.error is not None:
             errors.append(result.error)
-            display.line(f"failed: {result.error}")
-        elif display.progress is None:
+            display.stage(result.fold, "failed (error below)", learner=where(result.learner))
+            return
+        if display.progress is None and not single:
             display.line(f"{result.learner} fold {result.fold}: QWK {result.qwk:.4f}")
         display.advance()
 
+    first_fold: dict[str, int] = {}
+    for task in tasks:
+        first_fold.setdefault(task.learner, task.fold)
     with display.running():
-        for name in dict.fromkeys(t.learner for t in tasks):
-            display.line(f"{name}: per-essay features for all essays")
+        for name, first in first_fold.items():
+            display.stage(first, "per-essay features for all essays", learner=where(name))
             prepared[name] = prepare_learner(ws, name, overrides, display)
-        results = backend.run(tasks, on_result)
+        tasks = [
+            replace(t, prepare_seconds=prepared[t.learner])
+            if t.fold == first_fold[t.learner]
+            else t
+            for t in tasks
+        ]
+        results = (backend or LocalBackend()).run(tasks, on_result, display)
     fitted = {(r.learner, r.fold) for r in results if r.error is None}
     summaries = tuple(
         finish_learner(
@@ -387,4 +440,23 @@ def fit_many(
         )
         for name in names
     )
-    return ManyResult(summaries, tuple(errors), tuple(display.notes))
+    return FitResult(summaries, tuple(errors), tuple(display.notes))
+
+
+def fit_learner(
+    workspace: Workspace | str | Path,
+    name: str,
+    *,
+    folds: str | Sequence[int] = "all",
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> RunSummary:
+    """Fit learner ``name`` (``configs/NAME.yaml`` + ``overrides``) on the chosen folds in this
+    process, skipping folds already complete with the same config, folds and data, then
+    assemble when all are done; ``fit_learners`` with one learner. A failed fold raises its
+    one-line error after the other folds ran, and leaves its previous files as they were."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
+    result = fit_learners(ws, [name], folds=folds, overrides=overrides, progress=progress)
+    if result.errors:
+        raise AesError(result.errors[0])
+    return replace(result.summaries[0], notes=result.notes)
