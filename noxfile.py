@@ -36,7 +36,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (rules and formatting), mypy on the package, and import-linter's contracts on its
-    layers (pyproject.toml, ``[tool.importlinter]``)."""
+    layers, import circles and what the library never imports (pyproject.toml,
+    ``[tool.importlinter]``)."""
     session.run("ruff", "check", *PACKAGES)
     session.run("ruff", "format", "--check", *PACKAGES)
     session.run("mypy", "aes_ensemble")

@@ -82,7 +82,7 @@ def combine_parts(
     )
 
 
-def holds(path: Path, meta: PredictionMeta) -> bool:
+def already_assembled(path: Path, meta: PredictionMeta) -> bool:
     """``path`` already holds what ``meta`` describes: same config, folds, data and fold runs."""
     try:
         old = read_prediction_meta(path)

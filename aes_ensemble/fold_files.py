@@ -81,9 +81,6 @@ class DamagedRecordError(AesError):
 
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
-LEGACY_FEATURE_VERSIONS = {"handcrafted": "hc-1", "embeddings": "emb-1", "linguistic": "ling-3"}
-"""What a ``done.json`` without ``feature_versions`` was fitted with: the only versions there were
-before records carried them."""
 
 
 def read_record(directory: Path) -> FoldRecord | None:
@@ -95,7 +92,11 @@ def read_record(directory: Path) -> FoldRecord | None:
         return None
     if not isinstance(data, dict):
         raise DamagedRecordError("is not a JSON object", path=path)
-    versions = data.get("feature_versions", LEGACY_FEATURE_VERSIONS)
+    versions = data.get("feature_versions")
+    if versions is None:
+        raise DamagedRecordError(
+            "missing (damaged, or written by an older version)", path=path, key="feature_versions"
+        )
     if not isinstance(versions, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
     ):
@@ -133,12 +134,12 @@ def write_scales(directory: Path, scales: ScoreScales) -> None:
     write_json_atomic(directory / SCALES_FILE, scales.to_dict())
 
 
-def read_scales(directory: Path) -> ScoreScales | None:
-    """The scales a fold folder records; None when it has none (fitted by an older version)."""
+def read_scales(directory: Path) -> ScoreScales:
+    """The scales a fold folder records; a missing or malformed file is an error: refit."""
     path = directory / SCALES_FILE
     data = read_json_file(path, fix=": refit the fold")
     if data is None:
-        return None
+        raise AesError("is missing: refit the fold", path=path)
     if not isinstance(data, dict):
         raise AesError("is not a JSON object of default and per_prompt: refit the fold", path=path)
     try:

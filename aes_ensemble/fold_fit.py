@@ -5,9 +5,8 @@ Each fold owns its own files, ``base_models/NAME/fold_K/`` (model, ``config.yaml
 complete (``fold_files``), so a failed fit never harms the last good fold, an interrupted run
 resumes at the first unfinished fold and two processes fitting different folds never touch the
 same file. A fold is current while its config, folds and data fingerprint are the run's. Whoever
-finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk. ``fit_learner``
-fits one learner's folds in turn; ``aes_ensemble.engine`` runs the same steps (``open_run``,
-``prepare_features``, ``fit_fold``, ``assemble``) as (learner, fold) tasks in other processes.
+finishes the last fold assembles ``oof/NAME.parquet`` from the parts on disk. The engine
+(``aes_ensemble.engine``) runs these steps as (learner, fold) tasks, in this process or others.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from aes_ensemble.assembly import combine_parts, holds
+from aes_ensemble.assembly import already_assembled, combine_parts
 from aes_ensemble.config import (
     blame_sources,
     config_hash,
@@ -322,7 +321,7 @@ def assemble(run: Run) -> tuple[Path, float, bool]:
     combined = PredictionSet(c.frame, _meta(run, c.fold_qwk, c.fit_seconds, c.extra))
     path = PredictionStore(run.ws.oof_dir).path(run.name)
     overall = _scored_qwk(run.train, combined.oof["pred"].to_numpy())
-    if holds(path, combined.meta):
+    if already_assembled(path, combined.meta):
         return path, overall, False
     with _write_errors(f"{run.name} assembly"):
         write_predictions(path, combined)

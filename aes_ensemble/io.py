@@ -6,8 +6,8 @@ fold replacement, see ``fold_files``). A process killed mid-write leaves one beh
 removes those whose owner is gone (``dead_leftovers``): same host and no process with that pid.
 Leftovers of a live process (another fold fitted at the same time) and of other hosts (a shared
 network disk) are never touched, since their owner may still be writing them; one whose pid was
-reused by an unrelated process waits until that process ends. Files of older versions (no pid
-in the name) are left alone.
+reused by an unrelated process waits until that process ends. Hidden files of other names are
+not ours and are left alone.
 
 Modes: ``mkstemp`` creates 0600 files; ``atomic_path`` gives the final file what a plain
 ``open`` would (0666 less the umask), so a teammate or a serving process can read it.

@@ -8,7 +8,7 @@ With progress on and stderr a terminal, a rich bar shows counts, rate and time l
 ``svr_emb: embeddings 120/480 essays (25%), 7.9 essays/s, ETA 45 s``, and one when it ends.
 Everything goes to stderr, so stdout stays clean for tables and pipes.
 
-A step nests in the display that is running (the runner's, over a learner's folds): its bar
+A step nests in the display that is running (the engine's, over a learner's folds): its bar
 appears under the learner's, and its plain lines carry the learner's name.
 """
 
@@ -214,7 +214,7 @@ class Step:
 
 @contextmanager
 def step(label: str, total: int, *, unit: str = "essays", progress: bool = True) -> Iterator[Step]:
-    """A long step of ``total`` units, shown in the display that is running (the runner's), or
+    """A long step of ``total`` units, shown in the display that is running (the engine's), or
     on its own; ``progress`` as ``Display``'s ``enabled`` when there is none."""
     active = _ACTIVE.get()
     if active is not None:

@@ -29,7 +29,13 @@ from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.io import atomic_path
 from aes_ensemble.scales import ScoreScales
 
-SCHEMA_VERSION = 1
+# 2: the first released schema. Files of schema 1 (or none) come from pre-release versions, whose
+# configs hashed differently: they are refused with the one fix, refitting the workspace.
+SCHEMA_VERSION = 2
+PRE_RELEASE = (
+    "was written by a pre-release aes-ensemble; refit this workspace once: `aes-ensemble "
+    "fit-base NAME --fold all` for each learner (its folds refit by themselves), then `stack`"
+)
 METADATA_KEY = b"aes_ensemble"
 SPLITS = ("oof", "test")
 PROBA_PREFIX = "proba_"
@@ -106,8 +112,8 @@ class PredictionMeta:
     folds_hash: str
     config: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""
-    # data.data_fingerprint of the essays the predictions were made for; "" in files written
-    # before it was recorded.
+    # data.data_fingerprint of the essays the predictions were made for; "" where a notebook
+    # wrote the file without one (nothing can then check its essays).
     data_hash: str = ""
     seed: int | None = None
     versions: dict[str, str] = field(default_factory=package_versions)
@@ -161,8 +167,11 @@ class PredictionMeta:
                     path=path,
                     key="scales",
                 ) from None
-        version = data.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        version = data.get("schema_version")
+        whole = isinstance(version, int) and not isinstance(version, bool)
+        if version is None or (whole and version < SCHEMA_VERSION):
+            raise AesError(PRE_RELEASE, path=path)
+        if not whole or version > SCHEMA_VERSION:
             raise AesError(
                 f"schema version {version} is newer than this aes-ensemble reads "
                 f"({SCHEMA_VERSION}); upgrade aes-ensemble",

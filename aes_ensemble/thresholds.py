@@ -34,6 +34,8 @@ from aes_ensemble.scales import ScoreScale
 
 Method = Literal["nelder-mead", "optuna"]
 METHODS: tuple[str, ...] = ("nelder-mead", "optuna")
+# What a stack config's ``thresholds`` may name: a search method, or plain rounding.
+THRESHOLD_METHODS: tuple[str, ...] = (*METHODS, "none")
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,6 +294,27 @@ def fit_thresholds(
     )
 
 
+def fit_cuts(
+    y: np.ndarray,
+    pred: np.ndarray,
+    prompts: np.ndarray,
+    scales: ScalesLike,
+    method: str,
+    seed: int,
+    cover: np.ndarray,
+) -> Thresholds:
+    """Cut points fitted on ``(y, pred)``, plus plain rounding for scales of ``cover`` that the
+    fitting rows lack (a prompt-grouped fold may hold a whole scale); ``"none"``: rounding."""
+    if method not in THRESHOLD_METHODS:
+        raise AesError(
+            f"unknown threshold method '{method}' (valid: {', '.join(THRESHOLD_METHODS)})"
+        )
+    fitted = Thresholds(())
+    if method != "none":
+        fitted = fit_thresholds(y, pred, prompts, scales, method=method, seed=seed)  # type: ignore[arg-type]
+    return fitted.covering(np.concatenate([prompts, cover]), scales)
+
+
 def cross_fit(
     y_true: Sequence[float] | np.ndarray,
     pred: Sequence[float] | np.ndarray,
@@ -299,18 +322,17 @@ def cross_fit(
     folds: Sequence[int] | np.ndarray,
     scales: ScalesLike,
     *,
-    method: Method = "nelder-mead",
+    method: str = "nelder-mead",
     seed: int = 0,
-    n_trials: int = 300,
 ) -> CrossFitResult:
-    """Thresholded out-of-fold predictions: fold ``k`` is cut by points fitted without its rows.
+    """Thresholded out-of-fold predictions: fold ``k`` is cut by points fitted without its rows
+    (``fit_cuts``), the honest estimate of what thresholds add.
 
     A scale whose rows all sit in fold ``k`` (a prompt-grouped split of a prompt with its own
     scale) has nothing to fit on; fold ``k`` then uses plain rounding for that scale.
     """
     y = finite_array(y_true, "y_true")
     x = finite_array(pred, "pred")
-    scales = as_scales(scales)
     fold = np.asarray(folds).ravel()
     if not (len(y) == len(x) == len(fold)):
         raise AesError(f"y_true, pred and folds have {len(y)}, {len(x)} and {len(fold)} values")
@@ -318,13 +340,10 @@ def cross_fit(
     out = np.empty(len(y), dtype=float)
     per_fold: dict[int, Thresholds] = {}
     for k in np.unique(fold):
-        test = fold == k
-        train = ~test
-        thresholds = fit_thresholds(
-            y[train], x[train], keys[train], scales, method=method, seed=seed, n_trials=n_trials
-        ).covering(keys[test], scales)
-        out[test] = thresholds.apply(x[test], keys[test], scales)
-        per_fold[int(k)] = thresholds
+        held = fold == k
+        cuts = fit_cuts(y[~held], x[~held], keys[~held], scales, method, seed, keys[held])
+        out[held] = cuts.apply(x[held], keys[held], scales)
+        per_fold[int(k)] = cuts
     return CrossFitResult(pred=out, per_fold=per_fold)
 
 

@@ -26,7 +26,7 @@ from aes_ensemble.scoring import Ensemble
 from aes_ensemble.scoring.server import Limits, RequestError, Service
 from aes_ensemble.stacking import StackConfig, StackData, run_stack, stack_config, stack_workspace
 from aes_ensemble.stacking.calibration import PromptCalibration
-from aes_ensemble.stacking.nested import fit_cuts
+from aes_ensemble.thresholds import fit_cuts
 from aes_ensemble.workspace import Workspace
 
 # --- the calibration on hand-made arrays ------------------------------------------------------

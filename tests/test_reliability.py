@@ -252,6 +252,9 @@ def test_damaged_done_json_refits_that_fold_and_names_the_file(sample_ws: MakeWo
         "key 'qwk': must be of type float": json.dumps({**good, "qwk": "high"}),
         "is not a JSON object": "[1, 2]",
         "key 'feature_versions': must map": json.dumps({**good, "feature_versions": ["hc-1"]}),
+        "key 'feature_versions': missing": json.dumps(
+            {k: v for k, v in good.items() if k != "feature_versions"}
+        ),
     }
     for expected, damaged in damages.items():
         done.write_bytes(damaged.encode() if isinstance(damaged, str) else damaged)
@@ -278,9 +281,6 @@ def test_changed_feature_definitions_refit_every_fold_and_say_why(
     done = Workspace.at(root).model_dir("ridge_hc", 0) / "done.json"
     record = json.loads(done.read_text(encoding="utf-8"))
     assert record["feature_versions"] == {"handcrafted": handcrafted.HANDCRAFTED_VERSION}
-    older = {k: v for k, v in record.items() if k != "feature_versions"}
-    done.write_text(json.dumps(older), encoding="utf-8")
-    assert [r.status for r in fit(root, "ridge_hc").folds] == ["skipped"] * 3
     for module in (handcrafted, pipeline):
         monkeypatch.setattr(module, "HANDCRAFTED_VERSION", "hc-next")
     assert [r.status for r in fit(root).folds] == ["skipped"] * 3  # uses no handcrafted block

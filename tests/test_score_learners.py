@@ -276,19 +276,19 @@ def test_unknown_learner_missing_fold_and_edited_config_are_refused(
         predict_learner(ridge_copy, "ridge_tfidf", test_essays)
 
 
-def test_scales_come_from_the_part_for_folds_fitted_before_scales_json(
+def test_a_fold_without_its_scales_is_refused_naming_the_file(
     ws: Workspace, test_essays: Essays, tmp_path: Path
 ) -> None:
-    """A workspace fitted by an older version: the scales of its prediction parts."""
-    old = Workspace.at(tmp_path / "old")
-    shutil.copytree(ws.base_models_dir / "ridge_tfidf", old.base_models_dir / "ridge_tfidf")
-    shutil.copytree(ws.oof_dir / "parts" / "ridge_tfidf", old.oof_dir / "parts" / "ridge_tfidf")
-    for folder in fold_dirs(old.base_models_dir, "ridge_tfidf"):
-        (folder / "scales.json").unlink()
-    assert learner_scales(old.base_models_dir, "ridge_tfidf") == test_essays.scales
-    shutil.rmtree(old.oof_dir)
-    with pytest.raises(AesError, match="records no score scales"):
-        learner_scales(old.base_models_dir, "ridge_tfidf")
+    """A fold folder must carry ``scales.json``; without it the learner cannot map its outputs
+    onto a scale, even with the prediction parts beside it."""
+    copy = Workspace.at(tmp_path / "copy")
+    shutil.copytree(ws.base_models_dir / "ridge_tfidf", copy.base_models_dir / "ridge_tfidf")
+    shutil.copytree(ws.oof_dir / "parts" / "ridge_tfidf", copy.oof_dir / "parts" / "ridge_tfidf")
+    assert learner_scales(copy.base_models_dir, "ridge_tfidf") == test_essays.scales
+    missing = fold_dirs(copy.base_models_dir, "ridge_tfidf")[1] / "scales.json"
+    missing.unlink()
+    with pytest.raises(AesError, match=r"fold_1/scales\.json: is missing: refit the fold"):
+        learner_scales(copy.base_models_dir, "ridge_tfidf")
 
 
 def test_embedding_models_load_from_the_folder_given(

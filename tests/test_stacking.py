@@ -31,13 +31,13 @@ from aes_ensemble.stacking import (
 )
 from aes_ensemble.stacking.inputs import training_prompts
 from aes_ensemble.stacking.meta import make_meta
-from aes_ensemble.stacking.qwk_numbers import cross_fitted_levels
 from aes_ensemble.store import (
     PredictionMeta,
     PredictionSet,
     PredictionStore,
     prediction_frame,
 )
+from aes_ensemble.thresholds import cross_fit
 
 
 def oof_set(name: str, essays: Essays, folds: np.ndarray, fit_predict, fhash: str) -> PredictionSet:
@@ -150,7 +150,7 @@ def test_stack_of_one_learner_equals_that_learner(meta: str) -> None:
     data = build_stack_data(sets, ids, y, prompts, AES2_SCALE)
     result = nested_stack(data, make_meta(meta, seed=0), level_inputs=meta == "vote")
     base = data.base[:, 0]
-    expected = cross_fitted_levels(y, base, prompts, data.folds, AES2_SCALE, "nelder-mead", 0)
+    expected = cross_fit(y, base, prompts, data.folds, AES2_SCALE, method="nelder-mead").pred
     assert np.array_equal(result.cross, expected)
     if meta != "vote":
         assert np.allclose(result.oof, base, atol=1e-9)

@@ -163,6 +163,16 @@ def test_write_refuses_an_invalid_frame(tmp_path: Path) -> None:
             ).encode(),
             "schema version 99 is newer",
         ),
+        (
+            json.dumps(
+                {"name": "x", "learner": "y", "folds_hash": "z", "schema_version": 1}
+            ).encode(),
+            "written by a pre-release aes-ensemble; refit this workspace once",
+        ),
+        (
+            json.dumps({"name": "x", "learner": "y", "folds_hash": "z"}).encode(),
+            "written by a pre-release aes-ensemble",
+        ),
     ],
 )
 def test_bad_metadata_is_named(tmp_path: Path, meta_json: bytes | None, message: str) -> None:

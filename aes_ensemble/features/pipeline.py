@@ -57,7 +57,7 @@ class FeatureConfig(StrictModel):
 
 def definition_versions(config: FeatureConfig) -> dict[str, str]:
     """The definition version of each per-essay block ``config`` uses. A fold fitted under
-    another version is stale although its config is unchanged: the runner refits it."""
+    another version is stale although its config is unchanged: ``fit-base`` refits it."""
     versions: dict[str, str] = {}
     if config.handcrafted:
         versions["handcrafted"] = HANDCRAFTED_VERSION

@@ -1,8 +1,8 @@
 """The learner protocol, and the settings every learner config has.
 
-A learner owns only its model: the runner owns folds, timing, resume and writing. ``fit`` gets a
-fold's training rows (and the validation rows for monitoring only), ``predict`` returns scores on
-the essays' own scale.
+A learner owns only its model: the engine (``fold_fit``) owns folds, timing, resume and writing.
+``fit`` gets a fold's training rows (and the validation rows for monitoring only), ``predict``
+returns scores on the essays' own scale.
 """
 
 from __future__ import annotations

@@ -203,8 +203,8 @@ stack's fold by the points its nested cross-validation fitted without that fold'
 are the numbers <code>aes-ensemble stack</code> prints and writes to
 <code>reports/NAME.json</code>. Brackets: 95% bootstrap interval. Seconds, summed over folds,
 are the time waited: <em>prepare</em> per-essay features (embeddings, once per run),
-<em>fit</em> and <em>predict</em>; files that do not record them separately (older files,
-imports, stacks) show one fit time that includes prediction.</p>
+<em>fit</em> and <em>predict</em>; files that do not record them separately
+(imports, stacks) show one fit time that includes prediction.</p>
 
 {% for s in ctx.summaries if s.weights %}
 <h3>Stack weights: {{ s.name }}</h3>

@@ -35,7 +35,7 @@ from aes_ensemble.thresholds import Thresholds
 class Timing:
     """Seconds a user waited for one prediction file, summed over folds: per-essay feature
     preparation, fitting and predicting. ``None`` where the file does not say; files without a
-    timing record (older files, imports, stacks) carry one ``fit`` that includes prediction."""
+    timing record (imports, stacks) carry one ``fit`` that includes prediction."""
 
     prepare: float | None = None
     fit: float | None = None

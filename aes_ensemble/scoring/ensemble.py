@@ -63,7 +63,7 @@ class Ensemble:
     """A loaded stack and where its learners' fold models are. ``cache_dir``: the workspace's
     feature cache (its own essays are then read, not recomputed: the test file scores exactly
     as ``predict``); ``embedding_models``: a config's embedding model name -> the folder a
-    bundle ships it in; ``notes``: what could not be checked (files of older versions)."""
+    bundle ships it in; ``notes``: what could not be checked (files that record too little)."""
 
     model: StackModel
     models_dir: Path
@@ -335,7 +335,7 @@ def _load_workspace(ws: Workspace, stack: str | None) -> Ensemble:
     model_dir = stack_model_dir(ws, name)
     if not model_dir.is_dir():
         raise AesError(
-            f"stack '{name}' was made before stacks were saved as models; restack: {again}",
+            f"stack '{name}' has no saved model (its folder is missing); restack: {again}",
             path=model_dir,
         )
     model = StackModel.load(model_dir)

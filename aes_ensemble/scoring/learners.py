@@ -5,8 +5,7 @@ learner's test rows, so the workspace's own test file scores to its ``oof/NAME.p
 Each fold folder carries what it needs: the model, ``config.yaml`` (validated with its kind's
 config model and checked against the hash its ``done.json`` records), and ``scales.json``, the
 score scales its outputs map onto. Scales live with the fold rather than only in the prediction
-files, so a fold folder copied alone (a bundle) scores without ``oof/``; folds fitted before
-``scales.json`` existed read them from their prediction part beside the workspace.
+files, so a fold folder copied alone (a bundle) scores without ``oof/``.
 
 Nothing here writes: with ``cache_dir=None`` features are computed in memory, so a bundle on
 read-only media scores as well as a workspace. The folds of a learner share one computation of
@@ -30,8 +29,6 @@ from aes_ensemble.features.shared import shared_features
 from aes_ensemble.fold_files import (
     FoldRecord,
     changed_definitions,
-    part_path,
-    part_run_id,
     read_record,
     read_scales,
 )
@@ -39,8 +36,7 @@ from aes_ensemble.learners.base import Learner
 from aes_ensemble.learners.registry import learner_class, load_learner_config
 from aes_ensemble.progress import step
 from aes_ensemble.scales import ScoreScales
-from aes_ensemble.store import Prediction, read_prediction_meta
-from aes_ensemble.workspace import Workspace
+from aes_ensemble.store import Prediction
 
 _FOLD = re.compile(r"^fold_(\d+)$")
 # What every fold of one learner must share: folds of another config, split or data would
@@ -115,24 +111,6 @@ def _fitted_folds(models_dir: Path, name: str) -> list[tuple[Path, FoldRecord]]:
     return folds
 
 
-def _part_scales(models_dir: Path, name: str, folder: Path, record: FoldRecord) -> ScoreScales:
-    """Scales of a fold fitted before ``scales.json``: from its prediction part, when the
-    models folder is a workspace's ``base_models`` and the part is the fold's own run."""
-    part = part_path(Workspace(Path(models_dir).parent), name, record.fold)
-    if part_run_id(part) != record.run_id:
-        raise AesError(
-            "the fold records no score scales (fitted by an older version) and its prediction "
-            f"part is not beside it; delete {folder} and run `aes-ensemble fit-base {name}`",
-            path=folder / "scales.json",
-        )
-    return read_prediction_meta(part).score_scales
-
-
-def _fold_scales(models_dir: Path, name: str, folder: Path, record: FoldRecord) -> ScoreScales:
-    recorded = read_scales(folder)
-    return recorded if recorded is not None else _part_scales(models_dir, name, folder, record)
-
-
 def learner_scales(models_dir: Path, name: str) -> ScoreScales:
     """The score scales learner ``name`` was fitted on (every fold must agree)."""
     folds = _fitted_folds(models_dir, name)
@@ -142,7 +120,7 @@ def learner_scales(models_dir: Path, name: str) -> ScoreScales:
 def _agreed_scales(
     models_dir: Path, name: str, folds: list[tuple[Path, FoldRecord]]
 ) -> ScoreScales:
-    scales = [_fold_scales(models_dir, name, folder, record) for folder, record in folds]
+    scales = [read_scales(folder) for folder, _ in folds]
     for (folder, _), other in zip(folds[1:], scales[1:], strict=True):
         if other != scales[0]:
             raise AesError(

@@ -4,7 +4,7 @@ A prediction is only as current as the essays and learners it came from. ``stack
 learners made on other essays than the workspace's (:func:`check_made_on`) and records what each
 learner's file was (``extra["inputs"]``); ``predict`` and ``report`` refuse a stack whose essays
 changed or whose learners were refit or re-imported since (:func:`check_stacks_current`).
-Files written before fingerprints were recorded cannot be checked: they pass with a note.
+A file a notebook wrote without a fingerprint cannot be checked: it passes with a note.
 """
 
 from __future__ import annotations
@@ -61,13 +61,13 @@ def check_made_on(
     store: PredictionStore, sets: Sequence[PredictionSet], data_hash: str
 ) -> list[str]:
     """Refuse predictions made on other essays than ``data_hash`` names; a file that records no
-    fingerprint (written by an older aes-ensemble) passes with a note, since it cannot be
+    fingerprint (a notebook wrote it without one) passes with a note, since it cannot be
     checked. Returns the notes."""
     notes: list[str] = []
     for ps in sets:
         if not ps.meta.data_hash:
             notes.append(
-                f"'{ps.name}' does not record which essays it was made on (an older file); "
+                f"'{ps.name}' does not record which essays it was made on (no data fingerprint); "
                 f"if the data changed since, {_redo(ps.meta)[0]}: {remake_command(ps.meta)}"
             )
         elif ps.meta.data_hash != data_hash:
@@ -102,14 +102,15 @@ def check_stack_current(
 ) -> list[str]:
     """Refuse ``ps`` when it is stale: made on other essays, or (a stack) built on learners
     whose files changed since or are gone; stacks of stacks are checked all the way down.
-    Returns notes for files too old to check."""
+    Returns notes for files that record too little to check."""
     if ps.meta.learner != STACK_LEARNER:
         return check_made_on(store, [ps], data_hash)
     again = remake_command(ps.meta)
     inputs = _inputs(ps, store)
     if inputs is None:
         return [
-            f"stack '{ps.name}' does not record the learners it was built on (an older file); "
+            f"stack '{ps.name}' does not record the learners it was built on (made outside "
+            "`stack`); "
             f"if any were refit since, run {again} again"
         ]
     if ps.meta.data_hash and ps.meta.data_hash != data_hash:

@@ -152,7 +152,7 @@ class StackModel:
         and records the SHA-256 of every other file, so a half-finished save is detected."""
         directory.mkdir(parents=True, exist_ok=True)
         meta = save_meta(self.meta, directory)
-        # keys only where the stack uses them, so a stack without reads in earlier versions too
+        # keys only where the stack uses them: a stack without them has nothing to record
         optional = {
             **({"prompt_levels": list(self.prompt_levels)} if self.prompt_levels else {}),
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),

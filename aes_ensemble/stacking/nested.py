@@ -28,30 +28,7 @@ from aes_ensemble.errors import AesError
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.stacking.calibration import DEFAULT_MIN_BATCH, UNSEEN_PROMPTS, PromptCalibration
 from aes_ensemble.stacking.inputs import StackData
-from aes_ensemble.thresholds import Thresholds, fit_thresholds
-
-THRESHOLD_METHODS: tuple[str, ...] = ("nelder-mead", "optuna", "none")
-
-
-def fit_cuts(
-    y: np.ndarray,
-    pred: np.ndarray,
-    prompts: np.ndarray,
-    scales: ScoreScales,
-    method: str,
-    seed: int,
-    cover: np.ndarray,
-) -> Thresholds:
-    """Cut points fitted on ``(y, pred)``, plus plain rounding for scales of ``cover`` that the
-    fitting rows lack (a prompt-grouped fold may hold a whole scale); ``"none"``: rounding."""
-    if method not in THRESHOLD_METHODS:
-        raise AesError(
-            f"unknown threshold method '{method}' (valid: {', '.join(THRESHOLD_METHODS)})"
-        )
-    fitted = Thresholds(())
-    if method != "none":
-        fitted = fit_thresholds(y, pred, prompts, scales, method=method, seed=seed)  # type: ignore[arg-type]
-    return fitted.covering(np.concatenate([prompts, cover]), scales)
+from aes_ensemble.thresholds import Thresholds, fit_cuts
 
 
 def apply_per_fold(

@@ -28,8 +28,8 @@ from aes_ensemble.metrics import (
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.stacking.config import StackConfig
 from aes_ensemble.stacking.inputs import StackData
-from aes_ensemble.stacking.nested import NestedResult, apply_per_fold, fit_cuts
-from aes_ensemble.thresholds import Thresholds
+from aes_ensemble.stacking.nested import NestedResult, apply_per_fold
+from aes_ensemble.thresholds import Thresholds, cross_fit, fit_cuts
 
 
 @dataclass(frozen=True)
@@ -52,24 +52,6 @@ class LeaderboardSettings:
         )
 
 
-def cross_fitted_levels(
-    y: np.ndarray,
-    pred: np.ndarray,
-    prompts: np.ndarray,
-    folds: np.ndarray,
-    scales: ScoreScales,
-    method: str,
-    seed: int,
-) -> np.ndarray:
-    """Levels of ``pred`` where fold ``k`` is cut by points fitted on the other folds only."""
-    out = np.empty(len(y))
-    for k in np.unique(folds):
-        held = folds == k
-        cuts = fit_cuts(y[~held], pred[~held], prompts[~held], scales, method, seed, prompts[held])
-        out[held] = cuts.apply(pred[held], prompts[held], scales)
-    return out
-
-
 def learner_levels(
     y: np.ndarray,
     pred: np.ndarray,
@@ -83,9 +65,9 @@ def learner_levels(
     return {
         "plain": scales.round(pred, prompts),
         "insample": cuts.apply(pred, prompts, scales),
-        "cross": cross_fitted_levels(
-            y, pred, prompts, folds, scales, settings.method, settings.seed
-        ),
+        "cross": cross_fit(
+            y, pred, prompts, folds, scales, method=settings.method, seed=settings.seed
+        ).pred,
     }
 
 

@@ -22,7 +22,6 @@ from aes_ensemble.stacking.config import StackConfig
 from aes_ensemble.stacking.inputs import build_stack_data, essay_features, training_prompts
 from aes_ensemble.stacking.lineage import check_stack_current, remake_command
 from aes_ensemble.stacking.model import build_stack_model, check_model_dir, stack_model_dir
-from aes_ensemble.stacking.nested import THRESHOLD_METHODS, fit_cuts
 from aes_ensemble.stacking.run import STACK_LEARNER, StackRun, run_stack
 from aes_ensemble.store import (
     PredictionSet,
@@ -31,7 +30,7 @@ from aes_ensemble.store import (
     check_folds_hash,
     write_predictions,
 )
-from aes_ensemble.thresholds import Thresholds
+from aes_ensemble.thresholds import THRESHOLD_METHODS, Thresholds, fit_cuts
 from aes_ensemble.workspace import Workspace
 
 
@@ -74,8 +73,8 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
     to ``base_models/<name>/``. Returns the run and the first two paths.
 
     Predictions made on other essays than the workspace's (the training or test file changed
-    since) are refused, naming the learner and the command that remakes it; files from before
-    the data fingerprint was recorded cannot be checked and pass with a note (``run.notes``).
+    since) are refused, naming the learner and the command that remakes it; a file without a
+    data fingerprint (a notebook's) cannot be checked and passes with a note (``run.notes``).
     A stack given as input must itself be current.
     """
     train, test = load_workspace_dataset(ws)
@@ -122,6 +121,17 @@ def stack_workspace(ws: Workspace, cfg: StackConfig) -> tuple[StackRun, Path, Pa
     write_json_atomic(summary_path, run.summary)
     model.save(model_dir)
     return run, path, summary_path
+
+
+def stack(
+    workspace: Workspace | str | Path, config: Path | None = None, **settings: Any
+) -> StackRun:
+    """``aes-ensemble stack`` as one call: the stack config (``configs/stack.yaml``, or
+    ``config``) with ``settings`` on top (``meta="nnls"``, ``models=["lgbm", "ridge_tfidf"]``);
+    writes what the command writes (``stack_workspace``) and returns the run."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
+    run, _, _ = stack_workspace(ws, stack_config(ws, config, settings))
+    return run
 
 
 def single_stack(store: PredictionStore) -> str:

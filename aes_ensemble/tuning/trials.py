@@ -2,7 +2,7 @@
 ``oof/``; per-essay features come from (and go to) the workspace cache as in ``fit-base``.
 
 The objective is the leaderboard's headline number: the QWK of the OOF predictions cut into
-levels by points fitted on the other folds (``stacking.qwk_numbers.cross_fitted_levels``), with the
+levels by points fitted on the other folds (``thresholds.cross_fit``), with the
 stack config's default threshold method and seed. After each fold the running QWK of the folds
 done so far (plain rounding, as ``fit-base`` reports a fold) goes to ``after_fold``, where the
 study's pruner may stop the trial. A config's ``extra_train`` essays join each fold's training
@@ -25,7 +25,8 @@ from aes_ensemble.learners.base import LearnerConfig
 from aes_ensemble.learners.registry import learner_class
 from aes_ensemble.library_errors import library_errors
 from aes_ensemble.metrics import headline_qwk
-from aes_ensemble.stacking.qwk_numbers import LeaderboardSettings, cross_fitted_levels
+from aes_ensemble.stacking.qwk_numbers import LeaderboardSettings
+from aes_ensemble.thresholds import cross_fit
 
 
 def with_values(data: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,9 +73,15 @@ def cross_levels(essays: Essays, pred: np.ndarray, fold_of: np.ndarray) -> np.nd
     """An OOF vector as levels, each fold cut by points fitted on the other folds (the stack
     config's default method and seed, as the leaderboard)."""
     settings = LeaderboardSettings()
-    return cross_fitted_levels(
-        essays.scores, pred, essays.prompts, fold_of, essays.scales, settings.method, settings.seed
-    )
+    return cross_fit(
+        essays.scores,
+        pred,
+        essays.prompts,
+        fold_of,
+        essays.scales,
+        method=settings.method,
+        seed=settings.seed,
+    ).pred
 
 
 def headline(essays: Essays, pred: np.ndarray, fold_of: np.ndarray) -> float:
