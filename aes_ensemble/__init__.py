@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from aes_ensemble.metrics import qwk
     from aes_ensemble.sample import sample_path
     from aes_ensemble.scoring.ensemble import Ensemble, export_bundle
-    from aes_ensemble.split import split
+    from aes_ensemble.splitting import split
     from aes_ensemble.stacking.stack_workspace import stack
     from aes_ensemble.workspace import Workspace
 
@@ -43,7 +43,7 @@ _PUBLIC = {
     "fit_learners": "aes_ensemble.engine",
     "qwk": "aes_ensemble.metrics",
     "sample_path": "aes_ensemble.sample",
-    "split": "aes_ensemble.split",
+    "split": "aes_ensemble.splitting",
     "stack": "aes_ensemble.stacking.stack_workspace",
 }
 __all__ = [

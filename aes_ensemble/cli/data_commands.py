@@ -249,7 +249,7 @@ def folds(
 ) -> None:
     """Assign the training essays to folds once and save folds.csv + folds.json; --train,
     --test, --format, --scale and --subgroups are recorded in configs/data.yaml."""
-    from aes_ensemble.split import split
+    from aes_ensemble.splitting import split
 
     done = split(
         workspace(workdir),
