@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -47,6 +48,7 @@ from typing import Literal, Protocol
 from aes_ensemble.errors import AesError
 from aes_ensemble.fold_fit import (
     FoldResult,
+    Run,
     RunSummary,
     fit_fold,
     fold_state,
@@ -61,6 +63,13 @@ from aes_ensemble.progress import Display
 from aes_ensemble.workspace import Workspace
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+# The runs one ``fit_learners`` call has opened in the driver's process: planning, preparing,
+# the tasks it runs itself and the assembly all use one per learner, so the essays are read and
+# fingerprinted once. Workers (other processes, Ray) open their own.
+_OPENED: ContextVar[dict[tuple[str, str, tuple[str, ...]], Run] | None] = ContextVar(
+    "aes_opened_runs", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,26 @@ class Backend(Protocol):
         on_result: Callable[[TaskResult], None],
         display: Display | None = None,
     ) -> list[TaskResult]: ...
+
+
+def _open(ws: Workspace, name: str, overrides: tuple[str, ...]) -> Run:
+    """``fold_fit.open_run``, once per learner inside a ``fit_learners`` call."""
+    opened = _OPENED.get()
+    if opened is None:
+        return open_run(ws, name, overrides)
+    key = (str(ws.root), name, overrides)
+    if key not in opened:
+        opened[key] = open_run(ws, name, overrides)
+    return opened[key]
+
+
+@contextmanager
+def _each_run_opened_once() -> Iterator[None]:
+    token = _OPENED.set({})
+    try:
+        yield
+    finally:
+        _OPENED.reset(token)
 
 
 def learner_overrides(name: str, overrides: Sequence[str]) -> tuple[str, ...]:
@@ -157,7 +186,7 @@ def plan_tasks(
     tasks: list[FitTask] = []
     for name in names:
         own = learner_overrides(name, overrides)
-        run = open_run(ws, name, own)
+        run = _open(ws, name, own)
         chosen = select_folds(folds, run.folds.n_folds)  # a bad --fold before any folder is made
         if is_main_process():
             repairs = Display("", None, False)
@@ -179,7 +208,7 @@ def prepare_learner(
 ) -> float:
     """Cache learner ``name``'s per-essay features for train and test; seconds taken. Its long
     steps show in ``display`` (the driver's), or nowhere."""
-    run = open_run(ws, name, learner_overrides(name, overrides))
+    run = _open(ws, name, learner_overrides(name, overrides))
     if display is not None:
         return prepare_features(run, display)
     quiet = Display(name, None, False)
@@ -197,7 +226,7 @@ def run_task(task: FitTask, display: Display | None = None) -> TaskResult:
         display = Display(task.learner, None, False)
         display.quiet = True
     try:
-        run = open_run(Workspace.at(task.workdir), task.learner, task.overrides)
+        run = _open(Workspace.at(task.workdir), task.learner, task.overrides)
         with display.running(), _interruptible():
             result = fit_fold(run, task.fold, display, task.prepare_seconds)
     except AesError as exc:
@@ -228,7 +257,7 @@ def finish_learner(
     """The summary of learner ``name`` over ``folds`` from the folds on disk (``fitted``: those
     this command fitted); assembles ``oof/NAME.parquet`` once every fold is done, as
     ``fit_learner`` does."""
-    run = open_run(ws, name, learner_overrides(name, overrides))
+    run = _open(ws, name, learner_overrides(name, overrides))
     results = []
     for fold in select_folds(folds, run.folds.n_folds):
         done, _ = fold_state(run, fold)
@@ -385,62 +414,63 @@ def fit_learners(
     whose folds are all done. A failed fold is an error line; the other folds go on."""
     if len(set(names)) != len(names):
         raise AesError(f"a learner is named twice in {','.join(names)}", key="learners")
-    single = len(names) == 1
+    with _each_run_opened_once():
+        single = len(names) == 1
 
-    def where(learner: str) -> str | None:
-        return None if single else learner
+        def where(learner: str) -> str | None:
+            return None if single else learner
 
-    notes: list[str] = []
-    tasks = plan_tasks(
-        ws,
-        names,
-        folds,
-        overrides,
-        note=lambda learner, text: notes.append(text if single else f"{learner}: {text}"),
-    )
-    # One learner's display is named after it ("lgbm: fold 0: fit"); several share one.
-    display = Display(names[0] if single else "fit-base", len(tasks), progress)
-    for text in notes:
-        display.note(text)
-    errors: list[str] = []
-    prepared: dict[str, float] = {}
-
-    def on_result(result: TaskResult) -> None:
-        if result.error is not None:
-            errors.append(result.error)
-            display.stage(result.fold, "failed (error below)", learner=where(result.learner))
-            return
-        if display.progress is None and not single:
-            display.line(f"{result.learner} fold {result.fold}: QWK {result.qwk:.4f}")
-        display.advance()
-
-    first_fold: dict[str, int] = {}
-    for task in tasks:
-        first_fold.setdefault(task.learner, task.fold)
-    with display.running():
-        for name, first in first_fold.items():
-            display.stage(first, "per-essay features for all essays", learner=where(name))
-            prepared[name] = prepare_learner(ws, name, overrides, display)
-        tasks = [
-            replace(t, prepare_seconds=prepared[t.learner])
-            if t.fold == first_fold[t.learner]
-            else t
-            for t in tasks
-        ]
-        results = (backend or LocalBackend()).run(tasks, on_result, display)
-    fitted = {(r.learner, r.fold) for r in results if r.error is None}
-    summaries = tuple(
-        finish_learner(
+        notes: list[str] = []
+        tasks = plan_tasks(
             ws,
-            name,
+            names,
+            folds,
             overrides,
-            folds=folds,
-            fitted=[fold for learner, fold in fitted if learner == name],
-            prepare_seconds=prepared.get(name, 0.0),
+            note=lambda learner, text: notes.append(text if single else f"{learner}: {text}"),
         )
-        for name in names
-    )
-    return FitResult(summaries, tuple(errors), tuple(display.notes))
+        # One learner's display is named after it ("lgbm: fold 0: fit"); several share one.
+        display = Display(names[0] if single else "fit-base", len(tasks), progress)
+        for text in notes:
+            display.note(text)
+        errors: list[str] = []
+        prepared: dict[str, float] = {}
+
+        def on_result(result: TaskResult) -> None:
+            if result.error is not None:
+                errors.append(result.error)
+                display.stage(result.fold, "failed (error below)", learner=where(result.learner))
+                return
+            if display.progress is None and not single:
+                display.line(f"{result.learner} fold {result.fold}: QWK {result.qwk:.4f}")
+            display.advance()
+
+        first_fold: dict[str, int] = {}
+        for task in tasks:
+            first_fold.setdefault(task.learner, task.fold)
+        with display.running():
+            for name, first in first_fold.items():
+                display.stage(first, "per-essay features for all essays", learner=where(name))
+                prepared[name] = prepare_learner(ws, name, overrides, display)
+            tasks = [
+                replace(t, prepare_seconds=prepared[t.learner])
+                if t.fold == first_fold[t.learner]
+                else t
+                for t in tasks
+            ]
+            results = (backend or LocalBackend()).run(tasks, on_result, display)
+        fitted = {(r.learner, r.fold) for r in results if r.error is None}
+        summaries = tuple(
+            finish_learner(
+                ws,
+                name,
+                overrides,
+                folds=folds,
+                fitted=[fold for learner, fold in fitted if learner == name],
+                prepare_seconds=prepared.get(name, 0.0),
+            )
+            for name in names
+        )
+        return FitResult(summaries, tuple(errors), tuple(display.notes))
 
 
 def fit_learner(
