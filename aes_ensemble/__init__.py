@@ -18,9 +18,9 @@ stays light (the command line starts without scikit-learn or torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from aes_ensemble.lazy_names import lazy_getattr
 from aes_ensemble.version import __version__
 
 if TYPE_CHECKING:
@@ -61,12 +61,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'aes_ensemble' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value  # looked up once
-    return value
+__getattr__ = lazy_getattr(__name__, _PUBLIC)
 
 
 def __dir__() -> list[str]:

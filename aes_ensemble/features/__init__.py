@@ -7,8 +7,9 @@ does not pay for scikit-learn or polars, and nothing here loads torch until embe
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aes_ensemble.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from aes_ensemble.features.cache import FeatureCache
@@ -28,20 +29,20 @@ if TYPE_CHECKING:
     from aes_ensemble.features.tfidf import TfidfConfig, TfidfFeatures
 
 _WHERE = {
-    "FeatureCache": "cache",
-    "EmbeddingConfig": "embeddings",
-    "embed_texts": "embeddings",
-    "HANDCRAFTED_VERSION": "handcrafted",
-    "handcrafted_features": "handcrafted",
-    "handcrafted_matrix": "handcrafted",
-    "LINGUISTIC_VERSION": "linguistic",
-    "LinguisticConfig": "linguistic",
-    "linguistic_matrix": "linguistic",
-    "PromptSimilarity": "prompt_similarity",
-    "FeatureConfig": "pipeline",
-    "FeaturePipeline": "pipeline",
-    "TfidfConfig": "tfidf",
-    "TfidfFeatures": "tfidf",
+    "FeatureCache": "aes_ensemble.features.cache",
+    "EmbeddingConfig": "aes_ensemble.features.embeddings",
+    "embed_texts": "aes_ensemble.features.embeddings",
+    "HANDCRAFTED_VERSION": "aes_ensemble.features.handcrafted",
+    "handcrafted_features": "aes_ensemble.features.handcrafted",
+    "handcrafted_matrix": "aes_ensemble.features.handcrafted",
+    "LINGUISTIC_VERSION": "aes_ensemble.features.linguistic",
+    "LinguisticConfig": "aes_ensemble.features.linguistic",
+    "linguistic_matrix": "aes_ensemble.features.linguistic",
+    "PromptSimilarity": "aes_ensemble.features.prompt_similarity",
+    "FeatureConfig": "aes_ensemble.features.pipeline",
+    "FeaturePipeline": "aes_ensemble.features.pipeline",
+    "TfidfConfig": "aes_ensemble.features.tfidf",
+    "TfidfFeatures": "aes_ensemble.features.tfidf",
 }
 
 __all__ = [
@@ -62,7 +63,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)
