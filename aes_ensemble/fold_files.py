@@ -40,6 +40,8 @@ from aes_ensemble.store import read_prediction_meta
 from aes_ensemble.workspace import Workspace
 
 DONE = "done.json"
+# The resolved learner config the fold was fitted with; scoring validates it against ``DONE``.
+CONFIG_FILE = "config.yaml"
 # Written beside a fold's model: the score scales it maps its 0..1 outputs onto, so a fold folder
 # (or a bundle's copy of it) scores new essays without the training data.
 SCALES_FILE = "scales.json"

@@ -35,6 +35,7 @@ from aes_ensemble.data import Essays, data_fingerprint, load_workspace_dataset
 from aes_ensemble.errors import AesError
 from aes_ensemble.extra_train import ExtraEssays, read_extra, with_extra
 from aes_ensemble.fold_files import (
+    CONFIG_FILE,
     DamagedRecordError,
     FoldRecord,
     changed_definitions,
@@ -302,7 +303,7 @@ def fit_fold(run: Run, fold: int, display: _Display, prepare_seconds: float) -> 
     )
     with _write_errors(where), fold_write(run.ws, run.name, fold) as out:
         learner.save(out.model_dir)
-        write_text_atomic(out.model_dir / "config.yaml", dump_yaml(run.config))
+        write_text_atomic(out.model_dir / CONFIG_FILE, dump_yaml(run.config))
         write_scales(out.model_dir, run.train.scales)
         write_predictions(out.part, PredictionSet(pl.concat(frames), meta))
         record.write(out.model_dir)

@@ -28,7 +28,7 @@ from aes_ensemble.data import (
 )
 from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.features.shared import shared_features
-from aes_ensemble.fold_files import read_record
+from aes_ensemble.fold_files import CONFIG_FILE, read_record
 from aes_ensemble.scales import ScoreScales
 from aes_ensemble.scoring.bundle import (
     MANIFEST,
@@ -281,7 +281,7 @@ def _learner_records(
                     f"differs); {'export the bundle again' if bundle else f'restack: {again}'}",
                     path=folder,
                 )
-        config = read_yaml(folds[0] / "config.yaml")
+        config = read_yaml(folds[0] / CONFIG_FILE)
         records[name] = {
             "kind": str(config.get("kind", "")),
             "config": config,

@@ -27,6 +27,9 @@ from aes_ensemble.errors import AesError, did_you_mean
 from aes_ensemble.features.embeddings import local_models
 from aes_ensemble.features.shared import shared_features
 from aes_ensemble.fold_files import (
+    CONFIG_FILE,
+    DONE,
+    SCALES_FILE,
     FoldRecord,
     changed_definitions,
     read_record,
@@ -75,7 +78,7 @@ def _fold_records(models_dir: Path, name: str) -> list[tuple[Path, FoldRecord]]:
         if record.fold != fold:
             raise AesError(
                 f"records fold {record.fold} but lies in {folder.name}; {_refit(name)}",
-                path=folder / "done.json",
+                path=folder / DONE,
                 key="fold",
             )
         folds.append((folder, record))
@@ -105,7 +108,7 @@ def _fitted_folds(models_dir: Path, name: str) -> list[tuple[Path, FoldRecord]]:
                 raise AesError(
                     f"fold {record.fold} of '{name}' was fitted with another "
                     f"{key.removesuffix('_hash')} than fold 0; {_refit(name)}",
-                    path=folder / "done.json",
+                    path=folder / DONE,
                     key=key,
                 )
     return folds
@@ -125,7 +128,7 @@ def _agreed_scales(
         if other != scales[0]:
             raise AesError(
                 f"the fold's score scales differ from fold 0's; {_refit(name)}",
-                path=folder / "scales.json",
+                path=folder / SCALES_FILE,
             )
     return scales[0]
 
@@ -221,19 +224,19 @@ def load_learner(
     local = _checked_folders(embedding_models)
     learners: list[Learner] = []
     for folder, record in folds:
-        config = load_learner_config(folder / "config.yaml")
+        config = load_learner_config(folder / CONFIG_FILE)
         if config_hash(config) != record.config_hash:
             raise AesError(
                 "differs from the config this fold was fitted with (edited after fit-base?); "
                 f"{_refit(name)}",
-                path=folder / "config.yaml",
+                path=folder / CONFIG_FILE,
             )
         changed = changed_definitions(record.feature_versions, config.feature_versions())
         if changed:
             raise AesError(
                 f"fold {record.fold} of '{name}' was fitted with other feature definitions "
                 f"({changed}) than this version computes; {_refit(name)}",
-                path=folder / "done.json",
+                path=folder / DONE,
                 key="feature_versions",
             )
         cls = learner_class(config.kind)
